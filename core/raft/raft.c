@@ -1,0 +1,1263 @@
+/* raft: the consensus state machine (contract in raft.h).
+ *
+ * Safety properties (Raft paper, Figure 3), and where they are upheld:
+ *  1. Election Safety (§5.2): at most one leader per term. A member votes
+ *     once per term (vote is hard state, and a vote response leaves only
+ *     after the vote is durable: outbox seq, raft_advance), and a leader
+ *     needs votes from a majority of voters (raft_tally).
+ *  2. Leader Append-Only (§5.3): a leader never overwrites or deletes its
+ *     entries; raft_log_truncate is reached only from handle_append, which
+ *     runs only in follower role.
+ *  3. Log Matching (§5.3): an APP carries the index/term of the entry before
+ *     its entries; a follower accepts only if its log has that entry, then
+ *     drops its entries from the first conflicting one (handle_append).
+ *  4. Leader Completeness (§5.4): votes go only to candidates whose log is
+ *     at least as up-to-date as the voter's (§5.4.1, raft_log_up_to_date),
+ *     and a leader commits an entry only if it has its own term (§5.4.2,
+ *     leader_maybe_commit), so earlier-term entries commit through it.
+ *  5. State Machine Safety (§5.4.3): entries are handed out for apply once,
+ *     in order, only when committed and durable here (raft_ready), and a
+ *     committed entry is never truncated (handle_append: CAIRN_ECORRUPT).
+ * And the durability rules behind them (§5.6, "persist before respond"):
+ *  6. No message depending on a term or vote leaves before that term/vote
+ *     was in an advanced ready (seq <= tv_durable_seq).
+ *  7. A follower acknowledges an index only when it is durable here
+ *     (follower_ack / raft_persisted); a leader counts itself toward the
+ *     commit quorum only through its durable index.
+ *
+ * Roles (etcd-io/raft's, with the function behind each transition):
+ *
+ *            timeout, pre_vote            pre-vote quorum
+ *   FOLLOWER ---------------> PRE_CANDIDATE -------------> CANDIDATE
+ *      |  ^  timeout, no pre_vote                            |   |
+ *      |  +------------------------------------------------- | --+ vote
+ *      +-------------------------------------------------->  |     quorum
+ *      ^   higher term / APP or HEARTBEAT of this term       v
+ *      +-------------------- (become_follower) ------------ LEADER
+ *                 higher term; check_quorum without a quorum
+ *
+ *   become_pre_candidate / become_candidate (raft_do_campaign),
+ *   become_leader (raft_tally), become_follower (raft_step, tick_leader).
+ */
+#include "core/raft/raft_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/errors.h"
+#include "core/util/log.h"
+
+#define RAFT_DEFAULT_MSG_ENTRIES 1024
+#define RAFT_DEFAULT_INFLIGHT 256
+
+/* ---- randomness and helpers ---- */
+
+static uint64_t raft_rand(struct raft *r)
+{
+	uint64_t z;
+
+	if (r->rand)
+		return r->rand(r->rand_arg);
+	/* splitmix64: deterministic per member, so runs are reproducible. */
+	z = (r->rand_state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static void raft_randomize_timeout(struct raft *r)
+{
+	r->randomized_timeout =
+		r->election_tick +
+		(int)(raft_rand(r) % (uint64_t)r->election_tick);
+}
+
+static size_t raft_quorum(const struct raft *r)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < r->n_prs; i++)
+		n += !r->prs[i].learner;
+	return n / 2 + 1;
+}
+
+static struct raft_progress *raft_pr(struct raft *r, uint64_t id)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_prs; i++)
+		if (r->prs[i].id == id)
+			return &r->prs[i];
+	return NULL;
+}
+
+static bool raft_is_self(const struct raft *r, const struct raft_progress *pr)
+{
+	return pr->id == r->id;
+}
+
+/* ---- outbox ---- */
+
+static int outbox_grow(struct raft_outbox *o, size_t msgs, size_t ents)
+{
+	size_t cap;
+	void *p;
+
+	if (msgs > o->cap) {
+		cap = o->cap ? o->cap : 16;
+		while (cap < msgs)
+			cap *= 2;
+		p = realloc(o->msgs, cap * sizeof(*o->msgs));
+		if (!p)
+			return -ENOMEM;
+		o->msgs = p;
+		p = realloc(o->off, cap * sizeof(*o->off));
+		if (!p)
+			return -ENOMEM;
+		o->off = p;
+		p = realloc(o->seq, cap * sizeof(*o->seq));
+		if (!p)
+			return -ENOMEM;
+		o->seq = p;
+		o->cap = cap;
+	}
+	if (ents > o->cap_ents) {
+		cap = o->cap_ents ? o->cap_ents : 64;
+		while (cap < ents)
+			cap *= 2;
+		p = realloc(o->ents, cap * sizeof(*o->ents));
+		if (!p)
+			return -ENOMEM;
+		o->ents = p;
+		o->cap_ents = cap;
+	}
+	return 0;
+}
+
+static void outbox_free(struct raft_outbox *o)
+{
+	free(o->msgs);
+	free(o->off);
+	free(o->seq);
+	free(o->ents);
+	memset(o, 0, sizeof(*o));
+}
+
+/* Queue m (entries are shallow copies of log entries: the data stays the
+ * log's). Tagged with the current term/vote seq (invariant 6). */
+static int raft_send(struct raft *r, struct raft_msg *m,
+		     const struct raft_entry *ents, size_t n)
+{
+	struct raft_outbox *o = &r->out;
+	int err;
+
+	err = outbox_grow(o, o->n + 1, o->n_ents + n);
+	if (err) {
+		log_warn("raft: dropping a message: out of memory");
+		return err;
+	}
+	/* Keep the handed outbox as large, so raft_ready() can move all of
+	 * it; never while a ready is out: rd.msgs points into it. */
+	if (!r->rd_out)
+		(void)outbox_grow(&r->handed, o->cap, o->cap_ents);
+	m->from = r->id;
+	if (m->term == 0)
+		m->term = r->term;
+	m->entries = NULL;
+	m->n_entries = n;
+	o->msgs[o->n] = *m;
+	o->off[o->n] = o->n_ents;
+	o->seq[o->n] = r->tv_seq;
+	o->n++;
+	if (n)
+		memcpy(o->ents + o->n_ents, ents, n * sizeof(*ents));
+	o->n_ents += n;
+	return 0;
+}
+
+/* Forget queued APPs carrying entries in [lo, hi]: their data is about to
+ * be freed. Dropping a message is always safe (as if lost). */
+static void outbox_drop_range(struct raft_outbox *o, uint64_t lo, uint64_t hi)
+{
+	size_t i, k = 0;
+	uint64_t a, b;
+
+	for (i = 0; i < o->n; i++) {
+		if (o->msgs[i].n_entries) {
+			a = o->ents[o->off[i]].index;
+			b = a + o->msgs[i].n_entries - 1;
+			if (a <= hi && b >= lo)
+				continue;
+		}
+		o->msgs[k] = o->msgs[i];
+		o->off[k] = o->off[i];
+		o->seq[k] = o->seq[i];
+		k++;
+	}
+	o->n = k;
+}
+
+/* ---- role transitions ---- */
+
+static void raft_reset(struct raft *r, uint64_t term)
+{
+	uint64_t last = raft_log_last_index(&r->log);
+	size_t i;
+
+	if (r->term != term) {
+		r->term = term;
+		r->vote = RAFT_NONE;
+		r->tv_seq++;
+	}
+	r->leader = RAFT_NONE;
+	r->election_elapsed = 0;
+	r->heartbeat_elapsed = 0;
+	raft_randomize_timeout(r);
+	r->bcast_pending = false;
+	r->pending_ack = 0;
+	r->ack_to = RAFT_NONE;
+	for (i = 0; i < r->n_prs; i++) {
+		raft_pr_reset(&r->prs[i], last);
+		if (raft_is_self(r, &r->prs[i]))
+			r->prs[i].match = r->log.stable;
+	}
+}
+
+static void become_follower(struct raft *r, uint64_t term, uint64_t leader)
+{
+	raft_reset(r, term);
+	r->role = RAFT_FOLLOWER;
+	r->leader = leader;
+	log_debug("raft %llx: follower in term %llu (leader %llx)",
+		  (unsigned long long)r->id, (unsigned long long)term,
+		  (unsigned long long)leader);
+}
+
+static void become_pre_candidate(struct raft *r)
+{
+	size_t i;
+
+	/* Pre-vote changes neither term nor vote (§9.6): nothing to persist,
+	 * and a partitioned member does not inflate the cluster's term. */
+	r->role = RAFT_PRE_CANDIDATE;
+	r->leader = RAFT_NONE;
+	for (i = 0; i < r->n_prs; i++)
+		r->prs[i].vote = 0;
+}
+
+static void become_candidate(struct raft *r)
+{
+	raft_reset(r, r->term + 1);
+	r->vote = r->id;
+	r->tv_seq++;
+	r->role = RAFT_CANDIDATE;
+}
+
+static void bcast_append(struct raft *r);
+
+static int become_leader(struct raft *r)
+{
+	struct raft_progress *pr;
+	int err;
+
+	raft_reset(r, r->term);
+	r->role = RAFT_LEADER;
+	r->leader = r->id;
+	pr = raft_pr(r, r->id);
+	if (pr)
+		raft_pr_become_replicate(pr);
+	/* An entry of the new term, so that earlier-term entries commit
+	 * through it (§5.4.2) without waiting for a client. */
+	err = raft_log_append_owned(&r->log, r->term, RAFT_ENTRY_NORMAL, NULL,
+				    0);
+	if (err)
+		log_warn("raft: no memory for the leader's empty entry");
+	log_info("raft %llx: leader in term %llu", (unsigned long long)r->id,
+		 (unsigned long long)r->term);
+	bcast_append(r);
+	return err;
+}
+
+/* ---- leader: replication and commit ---- */
+
+/* Send pr the entries from pr->next on (or just the commit index if
+ * empty). Returns true if a message was queued. */
+static bool send_append_ex(struct raft *r, struct raft_progress *pr,
+			   bool if_empty, bool force)
+{
+	struct raft_msg m = {0};
+	uint64_t prev, prev_term, last = raft_log_last_index(&r->log);
+	size_t n = 0;
+	int err;
+
+	if (raft_pr_paused(pr) && !(force && pr->state == RAFT_PR_REPLICATE))
+		return false;
+	prev = pr->next - 1;
+	err = raft_log_term(&r->log, prev, &prev_term);
+	if (err == -ERANGE) {
+		/* The entries this member needs are compacted away. */
+		log_warn("raft %llx: member %llx needs a snapshot (index %llu)",
+			 (unsigned long long)r->id, (unsigned long long)pr->id,
+			 (unsigned long long)pr->next);
+		pr->state = RAFT_PR_SNAPSHOT;
+		return false;
+	}
+	if (err)
+		return false;
+	if (pr->next <= last) {
+		n = last - pr->next + 1;
+		if (n > r->max_msg_entries)
+			n = r->max_msg_entries;
+	}
+	if (n == 0 && !if_empty)
+		return false;
+	if (pr->state == RAFT_PR_REPLICATE && pr->infl_count >= pr->infl_cap)
+		n = 0; /* forced through a full window: only probe */
+	m.type = RAFT_MSG_APP;
+	m.to = pr->id;
+	m.index = prev;
+	m.log_term = prev_term;
+	m.commit = r->log.commit;
+	if (raft_send(r, &m, n ? raft_log_at(&r->log, pr->next) : NULL, n))
+		return false;
+	raft_pr_sent(pr, prev + n, n);
+	return true;
+}
+
+static bool send_append(struct raft *r, struct raft_progress *pr, bool if_empty)
+{
+	return send_append_ex(r, pr, if_empty, false);
+}
+
+static void bcast_append(struct raft *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_prs; i++)
+		if (!raft_is_self(r, &r->prs[i]))
+			send_append(r, &r->prs[i], true);
+}
+
+static void bcast_heartbeat(struct raft *r)
+{
+	struct raft_msg m;
+	struct raft_progress *pr;
+	size_t i;
+
+	for (i = 0; i < r->n_prs; i++) {
+		pr = &r->prs[i];
+		if (raft_is_self(r, pr))
+			continue;
+		memset(&m, 0, sizeof(m));
+		m.type = RAFT_MSG_HEARTBEAT;
+		m.to = pr->id;
+		/* Never more than the member is known to hold: its commit
+		 * must point into a log that matches ours. */
+		m.commit =
+			pr->match < r->log.commit ? pr->match : r->log.commit;
+		raft_send(r, &m, NULL, 0);
+	}
+}
+
+/* §5.3/§5.4.2: commit the highest index durable on a majority, but only if
+ * it has the current term. */
+static bool leader_maybe_commit(struct raft *r)
+{
+	uint64_t *v = r->scratch_match, x, t;
+	size_t i, j, n = 0;
+
+	for (i = 0; i < r->n_prs; i++) {
+		if (r->prs[i].learner)
+			continue;
+		x = raft_is_self(r, &r->prs[i]) ? r->log.stable
+						: r->prs[i].match;
+		for (j = n; j > 0 && v[j - 1] < x; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+		n++;
+	}
+	if (n == 0)
+		return false;
+	x = v[raft_quorum(r) - 1]; /* descending: the quorum-th largest */
+	if (x <= r->log.commit)
+		return false;
+	if (raft_log_term(&r->log, x, &t) != 0 || t != r->term)
+		return false;
+	r->log.commit = x;
+	return true;
+}
+
+static bool quorum_active(struct raft *r)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < r->n_prs; i++)
+		if (!r->prs[i].learner &&
+		    (raft_is_self(r, &r->prs[i]) || r->prs[i].recent_active))
+			n++;
+	return n >= raft_quorum(r);
+}
+
+/* ---- elections ---- */
+
+static int raft_do_campaign(struct raft *r, bool pre);
+
+/* Count votes for the current (pre-)election; act on a result. */
+static int raft_tally(struct raft *r)
+{
+	size_t i, yes = 0, no = 0, q = raft_quorum(r);
+
+	for (i = 0; i < r->n_prs; i++) {
+		if (r->prs[i].learner)
+			continue;
+		yes += r->prs[i].vote > 0;
+		no += r->prs[i].vote < 0;
+	}
+	if (yes >= q) {
+		if (r->role == RAFT_PRE_CANDIDATE)
+			return raft_do_campaign(r, false);
+		return become_leader(r);
+	}
+	if (no >= q)
+		become_follower(r, r->term, RAFT_NONE);
+	return 0;
+}
+
+static int raft_do_campaign(struct raft *r, bool pre)
+{
+	struct raft_progress *self = raft_pr(r, r->id);
+	struct raft_msg m;
+	uint64_t vote_term;
+	size_t i;
+	int err;
+
+	if (!self || self->learner)
+		return -EPERM;
+	if (pre) {
+		become_pre_candidate(r);
+		vote_term = r->term + 1;
+	} else {
+		become_candidate(r);
+		vote_term = r->term;
+	}
+	self->vote = 1;
+	for (i = 0; i < r->n_prs; i++) {
+		if (raft_is_self(r, &r->prs[i]) || r->prs[i].learner)
+			continue;
+		memset(&m, 0, sizeof(m));
+		m.type = pre ? RAFT_MSG_PRE_VOTE : RAFT_MSG_VOTE;
+		m.to = r->prs[i].id;
+		m.term = vote_term;
+		m.index = raft_log_last_index(&r->log);
+		m.log_term = raft_log_last_term(&r->log);
+		err = raft_send(r, &m, NULL, 0);
+		if (err)
+			return err;
+	}
+	/* Last: with one voter this wins at once (and may recurse once from
+	 * pre-vote into the real election). */
+	return raft_tally(r);
+}
+
+static int handle_vote(struct raft *r, const struct raft_msg *m)
+{
+	bool pre = m->type == RAFT_MSG_PRE_VOTE;
+	struct raft_msg resp = {0};
+	bool can_vote;
+
+	can_vote = r->vote == m->from ||
+		   (r->vote == RAFT_NONE && r->leader == RAFT_NONE) ||
+		   (pre && m->term > r->term);
+	resp.type = pre ? RAFT_MSG_PRE_VOTE_RESP : RAFT_MSG_VOTE_RESP;
+	resp.to = m->from;
+	if (can_vote && raft_log_up_to_date(&r->log, m->index, m->log_term)) {
+		resp.term = m->term;
+		if (!pre && r->vote != m->from) {
+			r->vote = m->from;
+			r->tv_seq++; /* the grant waits for this (inv. 6) */
+		}
+		if (!pre)
+			r->election_elapsed = 0;
+	} else {
+		resp.term = r->term;
+		resp.reject = true;
+	}
+	return raft_send(r, &resp, NULL, 0);
+}
+
+static int handle_vote_resp(struct raft *r, const struct raft_msg *m)
+{
+	struct raft_progress *pr = raft_pr(r, m->from);
+	bool pre = m->type == RAFT_MSG_PRE_VOTE_RESP;
+
+	if ((pre && r->role != RAFT_PRE_CANDIDATE) ||
+	    (!pre && r->role != RAFT_CANDIDATE))
+		return 0;
+	if (!pr || pr->vote != 0)
+		return 0;
+	pr->vote = m->reject ? -1 : 1;
+	return raft_tally(r);
+}
+
+/* ---- follower: appends ---- */
+
+static int send_app_resp(struct raft *r, uint64_t to, uint64_t index)
+{
+	struct raft_msg m = {0};
+
+	m.type = RAFT_MSG_APP_RESP;
+	m.to = to;
+	m.index = index;
+	return raft_send(r, &m, NULL, 0);
+}
+
+/* Acknowledge index to the leader, now if durable, else once it is
+ * (invariant 7). */
+static int follower_ack(struct raft *r, uint64_t to, uint64_t index)
+{
+	if (index <= r->log.stable)
+		return send_app_resp(r, to, index);
+	if (r->ack_to != to)
+		r->pending_ack = 0;
+	r->ack_to = to;
+	if (index > r->pending_ack)
+		r->pending_ack = index;
+	return 0;
+}
+
+static void follower_flush_ack(struct raft *r)
+{
+	uint64_t idx;
+
+	if (!r->pending_ack || r->role != RAFT_FOLLOWER ||
+	    r->ack_to != r->leader)
+		return;
+	idx = r->pending_ack < r->log.stable ? r->pending_ack : r->log.stable;
+	if (send_app_resp(r, r->ack_to, idx) == 0 && idx == r->pending_ack)
+		r->pending_ack = 0;
+}
+
+static void raft_commit_to(struct raft *r, uint64_t index)
+{
+	uint64_t last = raft_log_last_index(&r->log);
+
+	if (index > last)
+		index = last;
+	if (index > r->log.commit)
+		r->log.commit = index;
+}
+
+static void raft_truncate(struct raft *r, uint64_t from)
+{
+	outbox_drop_range(&r->out, from, UINT64_MAX);
+	if (r->rd_out && r->rd_ents_last >= from)
+		r->rd_ents_last = from - 1; /* those must be handed again */
+	if (r->pending_ack >= from)
+		r->pending_ack = from - 1;
+	raft_log_truncate(&r->log, from);
+}
+
+static int reject_append(struct raft *r, const struct raft_msg *m)
+{
+	struct raft_msg resp = {0};
+	uint64_t hint, ht = 0;
+
+	hint = raft_log_hint(&r->log, m->index, m->log_term);
+	(void)raft_log_term(&r->log, hint, &ht);
+	resp.type = RAFT_MSG_APP_RESP;
+	resp.to = m->from;
+	resp.index = m->index;
+	resp.reject = true;
+	resp.reject_hint = hint;
+	resp.log_term = ht;
+	return raft_send(r, &resp, NULL, 0);
+}
+
+/* §5.3: the consistency check, then drop conflicting entries and append. */
+static int handle_append(struct raft *r, const struct raft_msg *m)
+{
+	uint64_t conflict = 0, lastnewi;
+	size_t i, skip;
+	int err;
+
+	for (i = 0; i < m->n_entries; i++)
+		if (m->entries[i].index != m->index + 1 + i ||
+		    m->entries[i].term > m->term)
+			return -EINVAL;
+	if (m->index < r->log.commit)
+		return follower_ack(r, m->from, r->log.commit);
+	/* Entries up to snap_index are committed, hence match (§5.4.3). */
+	if (m->index != r->log.snap_index &&
+	    !raft_log_match_term(&r->log, m->index, m->log_term))
+		return reject_append(r, m);
+	for (i = 0; i < m->n_entries; i++) {
+		if (!raft_log_match_term(&r->log, m->entries[i].index,
+					 m->entries[i].term)) {
+			conflict = m->entries[i].index;
+			break;
+		}
+	}
+	if (conflict) {
+		if (conflict <= r->log.commit) {
+			log_error("raft %llx: entry %llu conflicts with a "
+				  "committed entry",
+				  (unsigned long long)r->id,
+				  (unsigned long long)conflict);
+			return CAIRN_ECORRUPT;
+		}
+		skip = conflict - m->index - 1;
+		raft_truncate(r, conflict);
+		err = raft_log_append(&r->log, m->entries + skip,
+				      m->n_entries - skip);
+		if (err)
+			return err;
+	}
+	lastnewi = m->index + m->n_entries;
+	raft_commit_to(r, m->commit < lastnewi ? m->commit : lastnewi);
+	return follower_ack(r, m->from, lastnewi);
+}
+
+static int handle_heartbeat(struct raft *r, const struct raft_msg *m)
+{
+	struct raft_msg resp = {0};
+
+	raft_commit_to(r, m->commit);
+	resp.type = RAFT_MSG_HEARTBEAT_RESP;
+	resp.to = m->from;
+	return raft_send(r, &resp, NULL, 0);
+}
+
+/* ---- per-role step ---- */
+
+static int step_leader(struct raft *r, const struct raft_msg *m)
+{
+	struct raft_progress *pr = raft_pr(r, m->from);
+	uint64_t hint;
+	bool was_paused;
+
+	if (!pr)
+		return 0;
+	switch (m->type) {
+	case RAFT_MSG_APP_RESP:
+		pr->recent_active = true;
+		if (m->reject) {
+			hint = m->reject_hint;
+			if (m->log_term)
+				hint = raft_log_hint(&r->log, hint,
+						     m->log_term);
+			if (raft_pr_maybe_decr(pr, m->index, hint)) {
+				if (pr->state == RAFT_PR_REPLICATE)
+					raft_pr_become_probe(pr);
+				send_append(r, pr, true);
+			}
+			return 0;
+		}
+		if (m->index > raft_log_last_index(&r->log))
+			return 0; /* not from this term's log */
+		was_paused = raft_pr_paused(pr);
+		if (!raft_pr_maybe_update(pr, m->index))
+			return 0;
+		if (pr->state == RAFT_PR_PROBE)
+			raft_pr_become_replicate(pr);
+		else if (pr->state == RAFT_PR_REPLICATE)
+			raft_pr_infl_free_to(pr, m->index);
+		if (leader_maybe_commit(r))
+			bcast_append(r);
+		else if (was_paused)
+			send_append(r, pr, false);
+		while (send_append(r, pr, false))
+			;
+		return 0;
+	case RAFT_MSG_HEARTBEAT_RESP:
+		pr->recent_active = true;
+		pr->probe_sent = false;
+		/* APPs sent optimistically (REPLICATE) may all have been
+		 * lost, and nothing else would tell: an APP, empty if need
+		 * be and even through a full window, makes the follower
+		 * reject the gap and the leader probe back (etcd does the
+		 * same). */
+		if (pr->match < raft_log_last_index(&r->log))
+			send_append_ex(r, pr, true, true);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int step_candidate(struct raft *r, const struct raft_msg *m)
+{
+	switch (m->type) {
+	case RAFT_MSG_APP:
+		become_follower(r, m->term, m->from);
+		return handle_append(r, m);
+	case RAFT_MSG_HEARTBEAT:
+		become_follower(r, m->term, m->from);
+		return handle_heartbeat(r, m);
+	case RAFT_MSG_VOTE_RESP:
+	case RAFT_MSG_PRE_VOTE_RESP:
+		return handle_vote_resp(r, m);
+	default:
+		return 0;
+	}
+}
+
+static int step_follower(struct raft *r, const struct raft_msg *m)
+{
+	switch (m->type) {
+	case RAFT_MSG_APP:
+		r->election_elapsed = 0;
+		r->leader = m->from;
+		return handle_append(r, m);
+	case RAFT_MSG_HEARTBEAT:
+		r->election_elapsed = 0;
+		r->leader = m->from;
+		return handle_heartbeat(r, m);
+	default:
+		return 0;
+	}
+}
+
+static bool is_vote(enum raft_msg_type t)
+{
+	return t == RAFT_MSG_VOTE || t == RAFT_MSG_PRE_VOTE;
+}
+
+static bool from_leader(enum raft_msg_type t)
+{
+	return t == RAFT_MSG_APP || t == RAFT_MSG_HEARTBEAT;
+}
+
+/* Terms first (§5.1): a higher term makes us a follower, a lower one is
+ * stale. Returns 1 if m was fully handled here. */
+static int step_term(struct raft *r, const struct raft_msg *m, int *err)
+{
+	struct raft_msg resp = {0};
+	bool in_lease;
+
+	*err = 0;
+	if (m->term > r->term) {
+		/* With check_quorum, a member that heard from a live leader
+		 * within the timeout ignores disruptive candidates (§9.6). */
+		in_lease = r->check_quorum && r->leader != RAFT_NONE &&
+			   r->election_elapsed < r->election_tick;
+		if (is_vote(m->type) && in_lease)
+			return 1;
+		if (m->type == RAFT_MSG_PRE_VOTE ||
+		    (m->type == RAFT_MSG_PRE_VOTE_RESP && !m->reject))
+			return 0; /* pre-vote terms are hypothetical */
+		become_follower(r, m->term,
+				from_leader(m->type) ? m->from : RAFT_NONE);
+		return 0;
+	}
+	if (m->term == r->term)
+		return 0;
+	if ((r->check_quorum || r->pre_vote) && from_leader(m->type)) {
+		/* Tell a stale leader our term so it steps down; without
+		 * this, pre-vote could leave it in charge forever. */
+		resp.type = RAFT_MSG_APP_RESP;
+		resp.to = m->from;
+		*err = raft_send(r, &resp, NULL, 0);
+	} else if (m->type == RAFT_MSG_PRE_VOTE) {
+		resp.type = RAFT_MSG_PRE_VOTE_RESP;
+		resp.to = m->from;
+		resp.reject = true;
+		*err = raft_send(r, &resp, NULL, 0);
+	}
+	return 1;
+}
+
+/* ---- public API ---- */
+
+static int raft_check_config(const struct raft_config *cfg)
+{
+	size_t i, j;
+
+	if (!cfg || cfg->id == RAFT_NONE || cfg->heartbeat_tick <= 0 ||
+	    cfg->election_tick <= cfg->heartbeat_tick)
+		return -EINVAL;
+	if (cfg->n_voters && !cfg->voters)
+		return -EINVAL;
+	for (i = 0; i < cfg->n_voters; i++) {
+		if (cfg->voters[i] == RAFT_NONE)
+			return -EINVAL;
+		for (j = 0; j < i; j++)
+			if (cfg->voters[i] == cfg->voters[j])
+				return -EINVAL;
+	}
+	return 0;
+}
+
+static int raft_check_log(const struct raft_entry *log, size_t n,
+			  const struct raft_hard_state *hs, uint64_t applied)
+{
+	uint64_t last = n ? log[n - 1].index : 0;
+	size_t i;
+
+	if (n && !log)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (log[i].index != log[0].index + i || log[i].index == 0)
+			return -EINVAL;
+		if (i && log[i].term < log[i - 1].term)
+			return -EINVAL;
+		if (log[i].len && !log[i].data)
+			return -EINVAL;
+	}
+	if (hs && (hs->commit > last || (n && hs->term < log[n - 1].term)))
+		return -EINVAL;
+	if (!hs && n)
+		return -EINVAL;
+	if (applied > last || (n && applied < log[0].index - 1))
+		return -EINVAL;
+	return 0;
+}
+
+int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
+		const struct raft_entry *log, size_t n_log, uint64_t applied,
+		struct raft **out)
+{
+	struct raft *r;
+	size_t i;
+	int err;
+
+	err = raft_check_config(cfg);
+	if (!err)
+		err = raft_check_log(log, n_log, hs, applied);
+	if (err)
+		return err;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->id = cfg->id;
+	r->election_tick = cfg->election_tick;
+	r->heartbeat_tick = cfg->heartbeat_tick;
+	r->pre_vote = cfg->pre_vote;
+	r->check_quorum = cfg->check_quorum;
+	r->rand = cfg->rand;
+	r->rand_arg = cfg->rand_arg;
+	r->rand_state = cfg->id;
+	r->max_msg_entries = cfg->max_msg_entries ? cfg->max_msg_entries
+						  : RAFT_DEFAULT_MSG_ENTRIES;
+	r->max_inflight =
+		cfg->max_inflight ? cfg->max_inflight : RAFT_DEFAULT_INFLIGHT;
+	r->n_prs = cfg->n_voters;
+	r->prs = calloc(r->n_prs + 1, sizeof(*r->prs));
+	r->scratch_match = calloc(r->n_prs + 1, sizeof(*r->scratch_match));
+	if (!r->prs || !r->scratch_match)
+		goto nomem;
+	for (i = 0; i < r->n_prs; i++) {
+		r->prs[i].id = cfg->voters[i];
+		r->prs[i].infl_cap = r->max_inflight;
+		r->prs[i].infl = calloc(r->max_inflight, sizeof(uint64_t));
+		if (!r->prs[i].infl)
+			goto nomem;
+	}
+	err = raft_log_init(&r->log, log, n_log);
+	if (err)
+		goto fail;
+	if (hs) {
+		r->term = hs->term;
+		r->vote = hs->vote;
+		r->log.commit = hs->commit;
+		r->prev_hs = *hs;
+	}
+	/* The state machine may be ahead of the persisted commit index:
+	 * anything applied was committed. */
+	if (applied > r->log.commit)
+		r->log.commit = applied;
+	r->log.applied = r->log.applying = applied;
+	r->log.stable = raft_log_last_index(&r->log);
+	r->log.unstable = r->log.stable + 1;
+	r->role = r->prev_role = RAFT_FOLLOWER;
+	raft_reset(r, r->term);
+	*out = r;
+	return 0;
+nomem:
+	err = -ENOMEM;
+fail:
+	raft_destroy(r);
+	return err;
+}
+
+void raft_destroy(struct raft *r)
+{
+	size_t i;
+
+	if (!r)
+		return;
+	for (i = 0; i < r->n_prs; i++)
+		free(r->prs[i].infl);
+	free(r->prs);
+	free(r->scratch_match);
+	raft_log_free(&r->log);
+	outbox_free(&r->out);
+	outbox_free(&r->handed);
+	free(r);
+}
+
+static void tick_leader(struct raft *r)
+{
+	size_t i;
+
+	r->heartbeat_elapsed++;
+	r->election_elapsed++;
+	if (r->election_elapsed >= r->election_tick) {
+		r->election_elapsed = 0;
+		if (r->check_quorum && !quorum_active(r)) {
+			log_warn("raft %llx: no quorum heard from, stepping "
+				 "down",
+				 (unsigned long long)r->id);
+			become_follower(r, r->term, RAFT_NONE);
+			return;
+		}
+		for (i = 0; i < r->n_prs; i++)
+			r->prs[i].recent_active = false;
+	}
+	if (r->heartbeat_elapsed >= r->heartbeat_tick) {
+		r->heartbeat_elapsed = 0;
+		bcast_heartbeat(r);
+	}
+}
+
+void raft_tick(struct raft *r)
+{
+	struct raft_progress *self;
+
+	if (r->role == RAFT_LEADER) {
+		tick_leader(r);
+		return;
+	}
+	r->election_elapsed++;
+	if (r->election_elapsed < r->randomized_timeout)
+		return;
+	r->election_elapsed = 0;
+	self = raft_pr(r, r->id);
+	if (self && !self->learner)
+		(void)raft_do_campaign(r, r->pre_vote);
+}
+
+int raft_step(struct raft *r, const struct raft_msg *m)
+{
+	int err;
+
+	if (!m || m->to != r->id || m->from == RAFT_NONE || m->from == r->id ||
+	    m->term == 0 || m->type > RAFT_MSG_HEARTBEAT_RESP ||
+	    (m->n_entries && !m->entries))
+		return -EINVAL;
+	if (step_term(r, m, &err))
+		return err;
+	if (is_vote(m->type))
+		return handle_vote(r, m);
+	switch (r->role) {
+	case RAFT_LEADER:
+		return step_leader(r, m);
+	case RAFT_CANDIDATE:
+	case RAFT_PRE_CANDIDATE:
+		return step_candidate(r, m);
+	default:
+		return step_follower(r, m);
+	}
+}
+
+int raft_campaign(struct raft *r)
+{
+	if (r->role == RAFT_LEADER)
+		return 0;
+	return raft_do_campaign(r, r->pre_vote);
+}
+
+int raft_propose_type(struct raft *r, uint32_t type, const void *data,
+		      size_t len, uint64_t *index)
+{
+	uint8_t *d = NULL;
+	int err;
+
+	if (r->role != RAFT_LEADER)
+		return CAIRN_ENOT_LEADER;
+	if (len) {
+		d = malloc(len);
+		if (!d)
+			return -ENOMEM;
+		memcpy(d, data, len);
+	}
+	err = raft_log_append_owned(&r->log, r->term, type, d, len);
+	if (err) {
+		free(d);
+		return err;
+	}
+	if (index)
+		*index = raft_log_last_index(&r->log);
+	/* One APP per follower per ready, not per proposal (group commit). */
+	if (r->n_prs > 1)
+		r->bcast_pending = true;
+	return 0;
+}
+
+int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index)
+{
+	return raft_propose_type(r, RAFT_ENTRY_NORMAL, data, len, index);
+}
+
+static uint64_t raft_apply_limit(const struct raft *r)
+{
+	/* Invariant 5: hand out only what is committed AND durable here. */
+	return r->log.commit < r->log.stable ? r->log.commit : r->log.stable;
+}
+
+bool raft_has_ready(const struct raft *r)
+{
+	if (r->rd_out)
+		return false;
+	if (r->bcast_pending && r->role == RAFT_LEADER)
+		return true;
+	if (r->term != r->prev_hs.term || r->vote != r->prev_hs.vote ||
+	    r->log.commit != r->prev_hs.commit || r->tv_seq != r->rd_tv_seq)
+		return true;
+	if (r->leader != r->prev_leader || r->role != r->prev_role)
+		return true;
+	if (r->log.unstable <= raft_log_last_index(&r->log))
+		return true;
+	if (raft_apply_limit(r) > r->log.applied)
+		return true;
+	return r->out.n && r->out.seq[0] <= r->tv_durable_seq;
+}
+
+static void ready_slice(const struct raft *r, struct raft_entry *dst,
+			uint64_t lo, uint64_t hi, struct raft_entry **p,
+			size_t *n)
+{
+	*p = NULL;
+	*n = 0;
+	if (lo > hi)
+		return;
+	*n = hi - lo + 1;
+	if (*n > r->log.scratch_cap)
+		*n = r->log.scratch_cap; /* the rest goes in the next ready */
+	if (*n == 0)
+		return;
+	memcpy(dst, raft_log_at(&r->log, lo), *n * sizeof(*dst));
+	*p = dst;
+}
+
+/* Move the sendable prefix of the pending outbox into the handed one. */
+static void ready_msgs(struct raft *r, struct raft_ready *rd)
+{
+	struct raft_outbox *o = &r->out, *h = &r->handed;
+	size_t i, k, n;
+
+	h->n = 0;
+	h->n_ents = 0;
+	for (k = 0; k < o->n; k++) {
+		n = o->msgs[k].n_entries;
+		if (o->seq[k] > r->tv_durable_seq || h->n == h->cap ||
+		    h->n_ents + n > h->cap_ents)
+			break;
+		h->msgs[h->n] = o->msgs[k];
+		h->msgs[h->n].entries = n ? h->ents + h->n_ents : NULL;
+		if (n)
+			memcpy(h->ents + h->n_ents, o->ents + o->off[k],
+			       n * sizeof(*h->ents));
+		h->n_ents += n;
+		h->n++;
+	}
+	rd->msgs = h->n ? h->msgs : NULL;
+	rd->n_msgs = h->n;
+	/* Keep the rest, entries included, at the front. */
+	if (k == o->n) {
+		o->n = 0;
+		o->n_ents = 0;
+		return;
+	}
+	n = o->off[k];
+	if (o->n_ents > n)
+		memmove(o->ents, o->ents + n,
+			(o->n_ents - n) * sizeof(*o->ents));
+	o->n_ents -= n;
+	for (i = k; i < o->n; i++) {
+		o->msgs[i - k] = o->msgs[i];
+		o->off[i - k] = o->off[i] - n;
+		o->seq[i - k] = o->seq[i];
+	}
+	o->n -= k;
+}
+
+void raft_ready(struct raft *r, struct raft_ready *rd)
+{
+	uint64_t last = raft_log_last_index(&r->log), hi;
+
+	memset(rd, 0, sizeof(*rd));
+	if (r->rd_out) {
+		log_error("raft: raft_ready() with a ready outstanding");
+		return;
+	}
+	if (r->bcast_pending && r->role == RAFT_LEADER)
+		bcast_append(r);
+	r->bcast_pending = false;
+
+	rd->hs.term = r->term;
+	rd->hs.vote = r->vote;
+	rd->hs.commit = r->log.commit;
+	rd->hard_state_changed = memcmp(&rd->hs, &r->prev_hs, sizeof(rd->hs));
+	r->prev_hs = rd->hs;
+
+	/* Persist before ack: these leave no message until raft_persisted. */
+	ready_slice(r, r->log.scratch_a, r->log.unstable, last, &rd->entries,
+		    &rd->n_entries);
+	r->rd_ents_last =
+		rd->n_entries ? r->log.unstable + rd->n_entries - 1 : 0;
+	hi = raft_apply_limit(r);
+	ready_slice(r, r->log.scratch_b, r->log.applied + 1, hi, &rd->committed,
+		    &rd->n_committed);
+	r->rd_applying = r->log.applied + rd->n_committed;
+	r->log.applying = r->rd_applying;
+	ready_msgs(r, rd);
+
+	rd->leader = r->prev_leader = r->leader;
+	rd->role = r->prev_role = r->role;
+	rd->term = r->term;
+	r->rd_tv_seq = r->tv_seq;
+	r->rd_out = true;
+	r->log.hold = true;
+}
+
+void raft_advance(struct raft *r, const struct raft_ready *rd)
+{
+	(void)rd;
+	if (!r->rd_out)
+		return;
+	/* rd->hs is durable: messages that waited for it may go. */
+	r->tv_durable_seq = r->rd_tv_seq;
+	if (r->rd_ents_last && r->rd_ents_last >= r->log.unstable)
+		r->log.unstable = r->rd_ents_last + 1;
+	if (r->rd_applying > r->log.applied)
+		r->log.applied = r->rd_applying;
+	r->log.applying = r->log.applied;
+	r->handed.n = 0;
+	r->handed.n_ents = 0;
+	r->rd_ents_last = 0;
+	r->rd_out = false;
+	r->log.hold = false;
+	raft_log_grave_flush(&r->log);
+	/* Catch up with growth during the ready (failure: smaller readies). */
+	(void)raft_log_grow_scratch(&r->log);
+	(void)outbox_grow(&r->handed, r->out.cap, r->out.cap_ents);
+}
+
+void raft_persisted(struct raft *r, uint64_t index, uint64_t term)
+{
+	uint64_t handed = r->log.unstable - 1;
+	struct raft_progress *self;
+
+	if (r->rd_out && r->rd_ents_last > handed)
+		handed = r->rd_ents_last;
+	if (index > handed || index <= r->log.stable)
+		return;
+	if (!raft_log_match_term(&r->log, index, term))
+		return; /* overwritten since: a stale report */
+	r->log.stable = index;
+	if (r->role == RAFT_LEADER) {
+		self = raft_pr(r, r->id);
+		if (self)
+			self->match = index;
+		if (leader_maybe_commit(r) && r->n_prs > 1)
+			r->bcast_pending = true; /* tell followers */
+		return;
+	}
+	follower_flush_ack(r);
+}
+
+uint64_t raft_leader(const struct raft *r)
+{
+	return r->leader;
+}
+
+uint64_t raft_term(const struct raft *r)
+{
+	return r->term;
+}
+
+enum raft_role raft_role(const struct raft *r)
+{
+	return r->role;
+}
+
+uint64_t raft_commit_index(const struct raft *r)
+{
+	return r->log.commit;
+}
+
+uint64_t raft_last_index(const struct raft *r)
+{
+	return raft_log_last_index(&r->log);
+}
+
+uint64_t raft_first_index(const struct raft *r)
+{
+	return r->log.snap_index + 1;
+}
+
+uint64_t raft_applied_index(const struct raft *r)
+{
+	return r->log.applied;
+}
+
+int raft_entry_term(const struct raft *r, uint64_t index, uint64_t *term)
+{
+	return raft_log_term(&r->log, index, term);
+}
+
+void raft_compact(struct raft *r, uint64_t index, uint64_t term)
+{
+	struct raft_log *l = &r->log;
+
+	if (index == l->snap_index && l->snap_term == 0) {
+		l->snap_term = term; /* restart: learn the compaction term */
+		return;
+	}
+	if (index <= l->snap_index)
+		return;
+	if (index > l->applied || index > l->stable ||
+	    !raft_log_match_term(l, index, term)) {
+		log_warn("raft %llx: refusing to compact to %llu/%llu "
+			 "(applied %llu, durable %llu)",
+			 (unsigned long long)r->id, (unsigned long long)index,
+			 (unsigned long long)term,
+			 (unsigned long long)l->applied,
+			 (unsigned long long)l->stable);
+		return;
+	}
+	outbox_drop_range(&r->out, 0, index);
+	raft_log_compact(l, index);
+}
+
+#define RAFT_CHECK(cond)                                                       \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			log_error("raft %llx: invariant failed: %s",           \
+				  (unsigned long long)r->id, #cond);           \
+			return CAIRN_ECORRUPT;                                 \
+		}                                                              \
+	} while (0)
+
+int raft_check(const struct raft *r)
+{
+	const struct raft_log *l = &r->log;
+	uint64_t last = raft_log_last_index(l);
+	size_t i;
+
+	RAFT_CHECK(l->snap_index <= l->applied);
+	RAFT_CHECK(l->applied <= l->applying);
+	RAFT_CHECK(l->applying <= l->commit && l->applying <= l->stable);
+	RAFT_CHECK(l->commit <= last && l->stable <= last);
+	RAFT_CHECK(l->unstable <= last + 1);
+	for (i = 0; i < l->n; i++) {
+		RAFT_CHECK(l->ents[i].index == l->snap_index + 1 + i);
+		RAFT_CHECK(l->ents[i].term <= r->term);
+		RAFT_CHECK(i == 0 || l->ents[i].term >= l->ents[i - 1].term);
+	}
+	RAFT_CHECK((r->role == RAFT_LEADER) == (r->leader == r->id));
+	RAFT_CHECK(r->role != RAFT_CANDIDATE || r->vote == r->id);
+	RAFT_CHECK(r->tv_durable_seq <= r->tv_seq);
+	return 0;
+}

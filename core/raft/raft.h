@@ -1,0 +1,226 @@
+/* raft: Raft consensus as a pure state machine (etcd-io/raft RawNode style).
+ *
+ * No I/O, no clock, no threads, no hidden allocation per tick. The caller
+ * drives it with raft_tick() (its clock), raft_step() (messages from peers),
+ * raft_propose() and raft_campaign(), and collects the work to do with
+ * raft_ready() / raft_advance():
+ *
+ *   loop turn:
+ *     raft_propose(...) for each client request (they share one batch);
+ *     if (raft_has_ready(r)) {
+ *         raft_ready(r, &rd);
+ *         append rd.entries and rd.hs to the WAL, start an async fsync;
+ *         send rd.msgs (at once: see the durability contract below);
+ *         apply rd.committed (now or after the fsync, either is fine);
+ *     }
+ *   fsync done:
+ *     raft_persisted(r, last index, last term of rd.entries);
+ *     raft_advance(r, &rd);
+ *
+ * Durability contract (why the messages may be sent before the fsync):
+ *  - raft never puts in rd.msgs a message that depends on state not yet
+ *    durable. Votes and vote requests wait until the term/vote they carry
+ *    was in an advanced ready (raft_advance == "rd.hs is durable"); a
+ *    follower's append acknowledgement waits for raft_persisted() of the
+ *    entries it acknowledges. A leader's appends go out in parallel with its
+ *    own fsync (Raft thesis §10.2.1): it counts itself toward the commit
+ *    quorum only through raft_persisted().
+ *  - rd.committed only holds entries durable on this member, so applying
+ *    them before the fsync of the same ready is safe.
+ *  - So raft_advance() must wait for the fsync of rd.hs (the lead's loop
+ *    does); calling it earlier would let a vote leave before it is
+ *    durable. One member sends no messages, so there it cannot matter.
+ *  - The leader appends an empty RAFT_ENTRY_NORMAL entry (len 0) at the
+ *    start of its term (§5.4.2, §8); the applier must skip it.
+ *  - One member: raft_campaign() (or the first election timeout) makes it
+ *    leader at once; a proposal commits when raft_persisted() covers it
+ *    and is handed out in the next ready's rd.committed.
+ *
+ * Threading: none. One raft object belongs to one thread (the reactor).
+ */
+#ifndef CAIRN_CORE_RAFT_RAFT_H
+#define CAIRN_CORE_RAFT_RAFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RAFT_NONE 0
+
+enum raft_role {
+	RAFT_FOLLOWER,
+	RAFT_PRE_CANDIDATE,
+	RAFT_CANDIDATE,
+	RAFT_LEADER
+};
+
+enum raft_entry_type { RAFT_ENTRY_NORMAL = 0, RAFT_ENTRY_CONF_CHANGE = 1 };
+
+struct raft_entry {
+	uint64_t term, index;
+	uint32_t type; /* enum raft_entry_type */
+	uint8_t *data; /* NULL when len == 0 */
+	size_t len;
+};
+
+struct raft_hard_state {
+	uint64_t term, vote, commit;
+};
+
+enum raft_msg_type {
+	RAFT_MSG_APP,	    /* index/log_term: entry before entries[] */
+	RAFT_MSG_APP_RESP,  /* index: last matching index, or rejected one */
+	RAFT_MSG_VOTE,	    /* index/log_term: candidate's last entry */
+	RAFT_MSG_VOTE_RESP, /* reject: vote refused */
+	RAFT_MSG_PRE_VOTE,  /* term: the term the candidate would use */
+	RAFT_MSG_PRE_VOTE_RESP,
+	RAFT_MSG_HEARTBEAT, /* commit: min(leader commit, peer's match) */
+	RAFT_MSG_HEARTBEAT_RESP,
+	/* room for SNAP, READ_INDEX, TIMEOUT_NOW */
+};
+
+/* A message. APP_RESP rejections carry reject_hint (a guess of the last
+ * index that may match) and log_term (the term there). */
+struct raft_msg {
+	enum raft_msg_type type;
+	uint64_t from, to, term, log_term, index, commit;
+	bool reject;
+	uint64_t reject_hint;
+	struct raft_entry *entries;
+	size_t n_entries;
+};
+
+struct raft_config {
+	uint64_t id;		/* this member, != RAFT_NONE */
+	const uint64_t *voters; /* all voting members (incl. id), copied */
+	size_t n_voters;	/* a member not in voters never campaigns */
+	int election_tick;	/* e.g. 10; > heartbeat_tick */
+	int heartbeat_tick;	/* e.g. 1; > 0 */
+	bool pre_vote;		/* §9.6 pre-vote before a real election */
+	bool check_quorum;	/* leader steps down without a live quorum */
+	uint64_t (*rand)(void *arg); /* NULL: internal PRNG seeded by id */
+	void *rand_arg;
+	size_t max_msg_entries; /* entries per APP; 0: 1024 */
+	size_t max_inflight;	/* APPs in flight per follower; 0: 256 */
+};
+
+struct raft_ready {
+	bool hard_state_changed;
+	struct raft_hard_state hs; /* always filled */
+	/* To persist (append/overwrite from entries[0].index, dropping any
+	 * persisted entry at or after it) before raft_persisted() for them. */
+	struct raft_entry *entries;
+	size_t n_entries;
+	struct raft_entry *committed; /* to apply, in order; durable already */
+	size_t n_committed;
+	struct raft_msg *msgs; /* to send; may be sent at once */
+	size_t n_msgs;
+	uint64_t leader; /* soft state, always filled */
+	enum raft_role role;
+	uint64_t term;
+};
+
+struct raft;
+
+/* Create a member from its persisted state.
+ * cfg: copied (voters too); hs: NULL for a fresh member, else the last
+ * persisted hard state; log/n_log: the persisted entries, contiguous
+ * indexes in order (first_index .. last), copied (data too) — the caller
+ * keeps ownership of its array. If log[0].index > 1, call raft_compact(r,
+ * log[0].index - 1, term) next to tell raft the term of the entry before.
+ * applied: last index the state machine already holds; entries <= applied
+ * are never handed out in rd.committed.
+ * On success *out is a new raft, free it with raft_destroy().
+ * Errors: -EINVAL (bad config: id 0, ticks, duplicate voters; log not
+ * contiguous or terms decreasing; commit/applied past the last entry, hs
+ * term below the last entry's term), -ENOMEM. */
+int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
+		const struct raft_entry *log, size_t n_log, uint64_t applied,
+		struct raft **out);
+
+/* Free r and every entry it holds. r may be NULL. Invalidates any ready. */
+void raft_destroy(struct raft *r);
+
+/* One unit of logical time (a heartbeat interval in practice). A follower
+ * campaigns after a randomized timeout in [election_tick, 2*election_tick);
+ * a leader sends heartbeats every heartbeat_tick and, with check_quorum,
+ * steps down if a quorum was not heard from in election_tick ticks.
+ * Messages that could not be queued for lack of memory are dropped (the
+ * protocol retries), so this never fails. */
+void raft_tick(struct raft *r);
+
+/* Handle a message from a peer; copies what it keeps (entries' data).
+ * Returns 0 (also for stale or ignored messages), -EINVAL (m->to is not
+ * this member, m->from is RAFT_NONE or this member, term 0, unknown type,
+ * entries NULL with n_entries > 0, entries not numbered m->index + 1...),
+ * -ENOMEM (the message is then dropped, as if lost), CAIRN_ECORRUPT (a
+ * leader asked to overwrite a committed entry: the cluster is broken). */
+int raft_step(struct raft *r, const struct raft_msg *m);
+
+/* Start an election now (pre-vote first if configured). A one-member
+ * cluster becomes leader at once. Returns 0 (also when already leader),
+ * -EPERM (this member is not a voter), -ENOMEM. */
+int raft_campaign(struct raft *r);
+
+/* Append a NORMAL entry with a copy of data[0..len) (data may be NULL when
+ * len is 0). On 0, *index (if not NULL) is the entry's index; it is
+ * committed once rd.committed holds it, and may yet be lost if leadership
+ * changes first (the caller detects that by a different entry at index).
+ * Errors: CAIRN_ENOT_LEADER, -ENOMEM. */
+int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index);
+
+/* Same with an explicit entry type (RAFT_ENTRY_CONF_CHANGE later). */
+int raft_propose_type(struct raft *r, uint32_t type, const void *data,
+		      size_t len, uint64_t *index);
+
+/* Is there work for raft_ready()? Always false while a ready is
+ * outstanding (between raft_ready() and raft_advance()). */
+bool raft_has_ready(const struct raft *r);
+
+/* Fill rd with everything pending. The arrays (and entry data they point
+ * to) are owned by raft and stay valid until raft_advance(r, rd); calls
+ * to raft_step/propose/tick/persisted/compact in between do not invalidate
+ * them. Only one ready may be outstanding at a time. */
+void raft_ready(struct raft *r, struct raft_ready *rd);
+
+/* The caller has handed rd->entries to storage (possibly still being
+ * fsynced: durability of entries is reported by raft_persisted()), rd->hs
+ * IS durable, rd->msgs were sent and rd->committed applied. rd must be the
+ * outstanding ready. */
+void raft_advance(struct raft *r, const struct raft_ready *rd);
+
+/* Entries up to index (whose entry has this term) are durable on this
+ * member. Lets the leader count itself toward the commit quorum and a
+ * follower acknowledge appends. Stale reports (the entry was overwritten
+ * since: its term differs) and reports past what was handed out in a
+ * ready are ignored. */
+void raft_persisted(struct raft *r, uint64_t index, uint64_t term);
+
+uint64_t raft_leader(const struct raft *r); /* RAFT_NONE if unknown */
+uint64_t raft_term(const struct raft *r);
+enum raft_role raft_role(const struct raft *r);
+uint64_t raft_commit_index(const struct raft *r);
+uint64_t raft_last_index(const struct raft *r);
+uint64_t raft_first_index(const struct raft *r); /* oldest entry kept */
+uint64_t raft_applied_index(const struct raft *r);
+
+/* Term of the entry at index into *term. Returns 0, -ERANGE (compacted
+ * away, or the compaction point's term is unknown), -ENOENT (past the
+ * last entry). index 0 has term 0. */
+int raft_entry_term(const struct raft *r, uint64_t index, uint64_t *term);
+
+/* Drop entries <= index from memory (they are applied and persisted
+ * elsewhere); raft keeps index/term of the last dropped entry for the
+ * consistency check. Ignored (and logged) when index is past the applied
+ * or the durable index, or term is not the term of the entry at index.
+ * After a restart from a log starting at first > 1, call it with
+ * (first - 1, its term) to set the compaction point's term.
+ * A follower that needs dropped entries needs a snapshot: not implemented
+ * yet (the leader logs it and stops sending to that follower). */
+void raft_compact(struct raft *r, uint64_t index, uint64_t term);
+
+/* Debug aid: check the invariants listed in raft.c; returns 0 or
+ * CAIRN_ECORRUPT (and logs which one failed). */
+int raft_check(const struct raft *r);
+
+#endif

@@ -1,0 +1,156 @@
+/* raft_int: the private parts of core/raft shared by raft.c, log.c and
+ * progress.c. Not part of the contract; nothing outside core/raft includes
+ * it (tests excepted).
+ */
+#ifndef CAIRN_CORE_RAFT_RAFT_INT_H
+#define CAIRN_CORE_RAFT_RAFT_INT_H
+
+#include "core/raft/raft.h"
+
+/* The in-memory log. Indexes (all in entries, 0 = none):
+ *
+ *   snap_index <= applied <= applying <= commit <= last
+ *                          applying <= stable <= last
+ *   [snap_index+1 .. last] are in ents[], ents[i].index == snap_index+1+i
+ *   [unstable .. last] were never handed out in a ready for persistence
+ *
+ * scratch_a/scratch_b (scratch_cap entries) follow the capacity of ents
+ * when no ready is out, so raft_ready() can copy a slice of the log into
+ * them without allocating (it cannot fail); it hands out at most
+ * scratch_cap entries of each kind.
+ * grave holds data of dropped entries that an outstanding ready may still
+ * point to; it is freed at raft_advance().
+ */
+struct raft_log {
+	struct raft_entry *ents;
+	size_t n, cap;
+	struct raft_entry *scratch_a, *scratch_b;
+	size_t scratch_cap;
+	uint64_t snap_index, snap_term; /* snap_term 0: unknown (restart) */
+	uint64_t commit;
+	uint64_t applied;  /* advanced past the caller's apply */
+	uint64_t applying; /* handed in rd.committed, not yet advanced */
+	uint64_t stable;   /* durable here (raft_persisted) */
+	uint64_t unstable; /* first index not yet handed for persistence */
+	void **grave;
+	size_t n_grave, cap_grave;
+	bool hold; /* a ready is outstanding: free into grave */
+};
+
+int raft_log_init(struct raft_log *l, const struct raft_entry *ents, size_t n);
+void raft_log_free(struct raft_log *l);
+uint64_t raft_log_last_index(const struct raft_log *l);
+uint64_t raft_log_last_term(const struct raft_log *l);
+/* 0, -ERANGE (compacted/unknown), -ENOENT (past last). */
+int raft_log_term(const struct raft_log *l, uint64_t index, uint64_t *term);
+bool raft_log_match_term(const struct raft_log *l, uint64_t index,
+			 uint64_t term);
+/* Entry at index; NULL if not in memory. Valid until the log changes. */
+struct raft_entry *raft_log_at(const struct raft_log *l, uint64_t index);
+/* §5.4.1: is (index, term) at least as up-to-date as our last entry? */
+bool raft_log_up_to_date(const struct raft_log *l, uint64_t index,
+			 uint64_t term);
+/* Append copies of ents (data copied) after the last entry; ents[0].index
+ * must be last + 1. -ENOMEM leaves the log unchanged. */
+int raft_log_append(struct raft_log *l, const struct raft_entry *ents,
+		    size_t n);
+/* Append one entry taking data as is (already a private copy). */
+int raft_log_append_owned(struct raft_log *l, uint64_t term, uint32_t type,
+			  uint8_t *data, size_t len);
+/* Drop entries >= from (they conflict with the leader's). */
+void raft_log_truncate(struct raft_log *l, uint64_t from);
+/* Drop entries <= index (index in the log, term its term). */
+void raft_log_compact(struct raft_log *l, uint64_t index);
+/* Grow the scratch arrays to the log's capacity: 0 or -ENOMEM. */
+int raft_log_grow_scratch(struct raft_log *l);
+/* Free what raft_log_truncate/compact parked while a ready was out. */
+void raft_log_grave_flush(struct raft_log *l);
+/* etcd's findConflictByTerm: the largest index <= index whose term is
+ * <= term (a guess of where the leader's log and ours match). */
+uint64_t raft_log_hint(const struct raft_log *l, uint64_t index, uint64_t term);
+
+/* Replication progress of one member, as the leader sees it.
+ *
+ *   PROBE --(append accepted)--> REPLICATE --(append rejected)--> PROBE
+ *   PROBE: one APP at a time (probe_sent) until the match is found.
+ *   REPLICATE: pipelined APPs, next moved optimistically; at most
+ *              max_inflight unacknowledged APPs (the ring infl).
+ *   SNAPSHOT: next is compacted away; waits for a snapshot (later work).
+ */
+enum raft_pr_state { RAFT_PR_PROBE, RAFT_PR_REPLICATE, RAFT_PR_SNAPSHOT };
+
+struct raft_progress {
+	uint64_t id;
+	bool learner; /* not counted in quorums (data model only for now) */
+	uint64_t match, next;
+	enum raft_pr_state state;
+	bool probe_sent;
+	bool recent_active; /* heard from since the last check_quorum */
+	int vote;	    /* 0 unknown, 1 granted, -1 refused */
+	uint64_t *infl;	    /* ring of last indexes of APPs in flight */
+	size_t infl_start, infl_count, infl_cap;
+};
+
+void raft_pr_reset(struct raft_progress *pr, uint64_t last);
+bool raft_pr_paused(const struct raft_progress *pr);
+void raft_pr_become_probe(struct raft_progress *pr);
+void raft_pr_become_replicate(struct raft_progress *pr);
+bool raft_pr_maybe_update(struct raft_progress *pr, uint64_t index);
+bool raft_pr_maybe_decr(struct raft_progress *pr, uint64_t rejected,
+			uint64_t hint);
+void raft_pr_sent(struct raft_progress *pr, uint64_t last_sent, size_t n);
+void raft_pr_infl_free_to(struct raft_progress *pr, uint64_t index);
+
+/* Messages waiting for a ready. seq[i]: the term/vote change that must be
+ * durable before msgs[i] may leave (see raft.h "durability contract").
+ * off[i]: where msgs[i]'s entries start in ents (pointers are fixed up
+ * only when handed out, because ents may move as it grows). */
+struct raft_outbox {
+	struct raft_msg *msgs;
+	size_t *off;
+	uint64_t *seq;
+	size_t n, cap;
+	struct raft_entry *ents;
+	size_t n_ents, cap_ents;
+};
+
+struct raft {
+	uint64_t id;
+	struct raft_progress *prs; /* voters (incl. this member if one) */
+	size_t n_prs;
+	uint64_t *scratch_match; /* n_prs, for the commit median */
+	int election_tick, heartbeat_tick;
+	bool pre_vote, check_quorum;
+	uint64_t (*rand)(void *arg);
+	void *rand_arg;
+	uint64_t rand_state;
+	size_t max_msg_entries, max_inflight;
+
+	/* hard state */
+	uint64_t term, vote;
+	struct raft_log log;
+
+	/* soft state */
+	enum raft_role role;
+	uint64_t leader;
+	int election_elapsed, heartbeat_elapsed, randomized_timeout;
+	bool bcast_pending; /* leader: proposals since the last broadcast */
+
+	/* follower: acknowledge (pending_ack) to ack_to once durable */
+	uint64_t pending_ack, ack_to;
+
+	/* ready bookkeeping */
+	uint64_t tv_seq;		/* bumped on each term/vote change */
+	uint64_t tv_durable_seq;	/* last seq of an advanced ready */
+	struct raft_hard_state prev_hs; /* as of the last ready */
+	uint64_t prev_leader;
+	enum raft_role prev_role;
+	bool rd_out;		   /* a ready is outstanding */
+	uint64_t rd_tv_seq;	   /* tv_seq handed in the last ready */
+	uint64_t rd_ents_last;	   /* last entry index handed in it, or 0 */
+	uint64_t rd_applying;	   /* last committed index handed in it */
+	struct raft_outbox out;	   /* pending */
+	struct raft_outbox handed; /* owned by the outstanding ready */
+};
+
+#endif

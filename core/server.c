@@ -1,0 +1,671 @@
+/* server: one member's glue — see server.h for the write path.
+ *
+ * Invariants:
+ *  1. Persist before acknowledge: a waiter hears back only after its entry
+ *     was fdatasync'ed in the WAL, committed by raft and applied.
+ *  2. At most one Ready is outstanding; while its fsync runs, proposals
+ *     accumulate in raft and form the next batch (group commit).
+ *  3. The engine batch of one apply round carries the applied index
+ *     (consistent index), so replay after a crash is idempotent: raft
+ *     hands out only entries after it.
+ *  4. No callback frees the server; waiters are called exactly once.
+ *
+ * Ready loop:
+ *
+ *     propose/tick/step ──► ready_ev (low priority: after this turn's I/O)
+ *          process_ready: raft_ready ─► apply committed ─► engine commit
+ *                         ─► wal_save + wal_sync (helper thread)
+ *     on_synced: raft_persisted ─► raft_advance ─► process_ready
+ */
+#include "core/server.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "conf/config.h"
+#include "core/errors.h"
+#include "core/mvcc/mvcc.h"
+#include "core/raft/raft.h"
+#include "core/util/bio.h"
+#include "core/util/log.h"
+#include "engines/engine.h"
+#include "net/proto/pbutil.h"
+#include "raftlog/wal.h"
+
+#define WAITER_BUCKETS 4096
+/* Entries kept in raft's memory behind the applied index (for followers
+ * that lag; etcd keeps 5000 for the same reason). */
+#define RAFT_KEEP_ENTRIES 5000
+
+struct waiter {
+	uint64_t id;
+	server_done_fn done;
+	void *arg;
+	struct waiter *next;
+};
+
+struct server {
+	struct event_base *base;
+	const struct config *cfg;
+	char member_dir[4096];
+
+	struct engine_handle eng;
+	struct mvcc *mvcc;
+	struct bio *bio;
+	struct wal *wal;
+	struct raft *raft;
+	struct apply_ctx actx;
+
+	uint64_t member_id, cluster_id;
+	uint64_t next_req_id;
+	uint64_t applied_index, applied_term;
+
+	struct waiter *waiters[WAITER_BUCKETS];
+	size_t n_waiters;
+
+	struct event *tick_ev, *ready_ev;
+	struct raft_ready rd;
+	bool rd_pending; /* a Ready waits for its fsync */
+	bool stopping;
+	int fatal;	 /* a WAL write/fsync failed: refuse everything */
+};
+
+/* ---- ids (etcd's computeMemberId / genID, so ids match etcd's) ------- */
+
+static uint64_t sha1_prefix(const void *buf, size_t len)
+{
+	unsigned char h[SHA_DIGEST_LENGTH];
+	uint64_t v = 0;
+
+	SHA1(buf, len, h);
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | h[i];
+	return v;
+}
+
+/* This member's peer URLs as named in --initial-cluster, else the
+ * advertised ones; sorted and joined as etcd does before hashing. */
+static int peer_urls_of(const struct config *c, char *out, size_t cap)
+{
+	const char *ic = c->initial_cluster ? c->initial_cluster : "";
+	size_t nl = strlen(c->name), n = 0, cnt = 0;
+	char *urls[64];
+	char *dup = strdup(ic), *save = NULL;
+
+	if (!dup)
+		return -ENOMEM;
+	for (char *tok = strtok_r(dup, ",", &save); tok && cnt < 64;
+	     tok = strtok_r(NULL, ",", &save))
+		if (strncmp(tok, c->name, nl) == 0 && tok[nl] == '=')
+			urls[cnt++] = tok + nl + 1;
+	/* insertion sort: a handful of URLs */
+	for (size_t i = 1; i < cnt; i++)
+		for (size_t j = i; j > 0 && strcmp(urls[j - 1], urls[j]) > 0; j--) {
+			char *t = urls[j];
+
+			urls[j] = urls[j - 1];
+			urls[j - 1] = t;
+		}
+	out[0] = '\0';
+	for (size_t i = 0; i < cnt; i++)
+		n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s",
+				      urls[i]);
+	free(dup);
+	return n < cap ? 0 : -ENAMETOOLONG;
+}
+
+static int compute_ids(struct server *s)
+{
+	char buf[4096 + 256];
+	uint8_t be[8];
+	int err = peer_urls_of(s->cfg, buf, 4096);
+
+	if (err < 0)
+		return err;
+	strncat(buf, s->cfg->initial_cluster_token, 255);
+	s->member_id = sha1_prefix(buf, strlen(buf));
+	for (int i = 0; i < 8; i++)
+		be[i] = (uint8_t)(s->member_id >> (56 - 8 * i));
+	s->cluster_id = sha1_prefix(be, sizeof(be));
+	return 0;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* ---- waiters ---------------------------------------------------------- */
+
+static struct waiter **waiter_slot(struct server *s, uint64_t id)
+{
+	struct waiter **w = &s->waiters[(id * 0x9E3779B97F4A7C15ull) >> 52];
+
+	while (*w && (*w)->id != id)
+		w = &(*w)->next;
+	return w;
+}
+
+static int waiter_add(struct server *s, uint64_t id, server_done_fn done,
+		      void *arg)
+{
+	struct waiter **slot = waiter_slot(s, id);
+	struct waiter *w = malloc(sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	w->id = id;
+	w->done = done;
+	w->arg = arg;
+	w->next = NULL;
+	*slot = w;
+	s->n_waiters++;
+	return 0;
+}
+
+static struct waiter *waiter_take(struct server *s, uint64_t id)
+{
+	struct waiter **slot = waiter_slot(s, id);
+	struct waiter *w = *slot;
+
+	if (w) {
+		*slot = w->next;
+		w->next = NULL;
+		s->n_waiters--;
+	}
+	return w;
+}
+
+static void waiters_fail_all(struct server *s, int err)
+{
+	for (size_t b = 0; b < WAITER_BUCKETS; b++)
+		while (s->waiters[b]) {
+			struct waiter *w = s->waiters[b];
+			struct apply_out out = {.err = err};
+
+			s->waiters[b] = w->next;
+			w->done(w->arg, &out);
+			free(w);
+		}
+	s->n_waiters = 0;
+}
+
+/* ---- the Ready loop --------------------------------------------------- */
+
+static void schedule_ready(struct server *s)
+{
+	if (!s->rd_pending && !s->stopping)
+		event_active(s->ready_ev, 0, 0);
+}
+
+/* Keep RAFT_KEEP_ENTRIES applied entries in memory; trim in steps of that
+ * size so the trim cost is amortized. */
+static void trim_raft_log(struct server *s)
+{
+	uint64_t first = raft_first_index(s->raft), idx, term;
+
+	if (s->applied_index < first + 2 * RAFT_KEEP_ENTRIES)
+		return;
+	idx = s->applied_index - RAFT_KEEP_ENTRIES;
+	if (raft_entry_term(s->raft, idx, &term) == 0)
+		raft_compact(s->raft, idx, term);
+}
+
+static void apply_committed(struct server *s, const struct raft_entry *ents,
+			    size_t n)
+{
+	if (n == 0)
+		return;
+	s->actx.raft_term = raft_term(s->raft);
+	for (size_t i = 0; i < n; i++) {
+		const struct raft_entry *e = &ents[i];
+		struct apply_out out;
+		struct waiter *w = NULL;
+		uint64_t id = 0;
+
+		if (e->index <= s->applied_index)
+			continue; /* replayed and already in the engine */
+		if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
+			/* apply first to learn the id, then find its waiter:
+			 * only a local proposal has one */
+			apply_entry(&s->actx, e->data, e->len, s->n_waiters > 0,
+				    &id, &out);
+			w = id ? waiter_take(s, id) : NULL;
+			if (w) {
+				w->done(w->arg, &out);
+				free(w);
+			} else {
+				free(out.buf);
+			}
+		}
+		s->applied_index = e->index;
+		s->applied_term = e->term;
+	}
+	/* one engine batch per round, carrying the applied index (inv. 3);
+	 * the WAL is the durability, so no fsync here */
+	mvcc_set_consistent_index(s->mvcc, s->applied_index);
+	if (mvcc_commit(s->mvcc, false) < 0)
+		log_error("engine commit failed at index %llu",
+			  (unsigned long long)s->applied_index);
+	trim_raft_log(s);
+}
+
+static void on_synced(void *arg, int status);
+
+static int persist_ready(struct server *s, const struct raft_ready *rd)
+{
+	struct wal_entry stack[64], *ents = stack;
+	struct wal_hard_state hs;
+	int err;
+
+	if (rd->n_entries > 64) {
+		ents = malloc(sizeof(*ents) * rd->n_entries);
+		if (!ents)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < rd->n_entries; i++) {
+		ents[i].index = rd->entries[i].index;
+		ents[i].term = rd->entries[i].term;
+		ents[i].type = rd->entries[i].type;
+		ents[i].data = rd->entries[i].data;
+		ents[i].len = rd->entries[i].len;
+	}
+	hs.term = rd->hs.term;
+	hs.vote = rd->hs.vote;
+	hs.commit = rd->hs.commit;
+	err = wal_save(s->wal, rd->hard_state_changed ? &hs : NULL, ents,
+		       rd->n_entries);
+	if (ents != stack)
+		free(ents);
+	if (err < 0)
+		return err;
+	return wal_sync(s->wal, s->bio, on_synced, s);
+}
+
+static void fail_fatal(struct server *s, int err, const char *what)
+{
+	/* never retry an fsync: the page cache state is unknown */
+	log_error("%s failed: %s; refusing further writes", what,
+		  cairn_strerror(err));
+	s->fatal = err;
+	waiters_fail_all(s, CAIRN_ESTOPPED);
+}
+
+static void process_ready(struct server *s)
+{
+	while (!s->rd_pending && !s->fatal && raft_has_ready(s->raft)) {
+		int err;
+
+		raft_ready(s->raft, &s->rd);
+		/* committed entries are already durable: apply them while
+		 * this Ready's new entries go to disk */
+		apply_committed(s, s->rd.committed, s->rd.n_committed);
+		if (s->rd.n_entries == 0 && !s->rd.hard_state_changed) {
+			raft_advance(s->raft, &s->rd);
+			continue;
+		}
+		err = persist_ready(s, &s->rd);
+		if (err < 0) {
+			fail_fatal(s, err, "WAL write");
+			return;
+		}
+		s->rd_pending = true;
+	}
+}
+
+static void on_synced(void *arg, int status)
+{
+	struct server *s = arg;
+	const struct raft_ready *rd = &s->rd;
+
+	if (status < 0) {
+		fail_fatal(s, status, "WAL fsync");
+		s->rd_pending = false;
+		return;
+	}
+	/* durable now: only this lets the leader count itself (inv. 1) */
+	if (rd->n_entries > 0) {
+		const struct raft_entry *last = &rd->entries[rd->n_entries - 1];
+
+		raft_persisted(s->raft, last->index, last->term);
+	}
+	raft_advance(s->raft, &s->rd);
+	s->rd_pending = false;
+	process_ready(s);
+}
+
+static void ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	process_ready(arg);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)fd;
+	(void)what;
+	raft_tick(s->raft);
+	schedule_ready(s);
+}
+
+/* ---- proposals and reads ------------------------------------------------ */
+
+int server_propose(struct server *s, enum server_req kind, const uint8_t *req,
+		   size_t len, server_done_fn done, void *arg)
+{
+	uint8_t *data = NULL;
+	size_t dlen = 0;
+	uint64_t id, index;
+	int err;
+
+	if (s->stopping || s->fatal)
+		return CAIRN_ESTOPPED;
+	if (raft_leader(s->raft) != s->member_id)
+		return CAIRN_ENO_LEADER;
+	id = s->next_req_id++;
+	err = pbu_wrap_internal(id, (uint32_t)kind, req, len, &data, &dlen);
+	if (err < 0)
+		return err;
+	if (dlen > s->cfg->max_request_bytes) {
+		free(data);
+		return CAIRN_EREQUEST_TOO_LARGE;
+	}
+	err = raft_propose(s->raft, data, dlen, &index);
+	free(data);
+	if (err < 0)
+		return err;
+	if ((err = waiter_add(s, id, done, arg)) < 0)
+		return err; /* the entry still applies; nobody waits */
+	schedule_ready(s);
+	return 0;
+}
+
+void server_read_index(struct server *s, void (*cb)(void *arg, int err),
+		       void *arg)
+{
+	if (s->stopping || s->fatal) {
+		cb(arg, CAIRN_ESTOPPED);
+		return;
+	}
+	/* One voter: its leadership needs no heartbeat round, and every
+	 * acknowledged write was applied before it was acknowledged. */
+	if (raft_leader(s->raft) != s->member_id) {
+		cb(arg, CAIRN_ENO_LEADER);
+		return;
+	}
+	cb(arg, 0);
+}
+
+struct apply_ctx *server_apply_ctx(struct server *s)
+{
+	s->actx.raft_term = raft_term(s->raft);
+	return &s->actx;
+}
+
+const struct config *server_config(const struct server *s)
+{
+	return s->cfg;
+}
+
+void server_get_status(struct server *s, struct server_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->member_id = s->member_id;
+	st->cluster_id = s->cluster_id;
+	st->leader = raft_leader(s->raft);
+	st->term = raft_term(s->raft);
+	st->commit_index = raft_commit_index(s->raft);
+	st->applied_index = s->applied_index;
+	st->revision = mvcc_rev(s->mvcc);
+	st->engine = s->eng.ops->name;
+	s->eng.ops->size(s->eng.e, &st->db_size, &st->db_in_use);
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[4096];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int open_storage(struct server *s, char *errbuf, size_t errlen)
+{
+	struct engine_config ecfg = {0};
+	char path[4200];
+	int err;
+
+	snprintf(s->member_dir, sizeof(s->member_dir), "%s/member",
+		 s->cfg->data_dir);
+	snprintf(path, sizeof(path), "%s/snap", s->member_dir);
+	if ((err = mkdir_p(path, 0700)) < 0) {
+		snprintf(errbuf, errlen, "cannot create %s: %s", path,
+			 strerror(-err));
+		return err;
+	}
+	snprintf(path, sizeof(path), "%s/snap/db", s->member_dir);
+	ecfg.quota_bytes = s->cfg->quota_backend_bytes;
+	err = engine_open(s->cfg->backend, path, &ecfg, &s->eng);
+	if (err < 0) {
+		snprintf(errbuf, errlen, "cannot open %s engine at %s: %s",
+			 s->cfg->backend, path, cairn_strerror(err));
+		return err;
+	}
+	err = mvcc_open(&s->eng, &s->mvcc);
+	if (err < 0) {
+		snprintf(errbuf, errlen, "cannot load the key index from %s: %s",
+			 path, cairn_strerror(err));
+		return err;
+	}
+	s->applied_index = mvcc_consistent_index(s->mvcc);
+	return 0;
+}
+
+/* Raft entries from the WAL replay; entries <= applied are in the engine
+ * already and raft will not hand them out again. */
+static int start_raft(struct server *s, struct wal_replay *rp, char *errbuf,
+		      size_t errlen)
+{
+	struct raft_config rc = {0};
+	struct raft_hard_state hs = {0};
+	struct raft_entry *ents = NULL;
+	int err;
+
+	if (rp->n_entries) {
+		ents = calloc(rp->n_entries, sizeof(*ents));
+		if (!ents)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < rp->n_entries; i++) {
+		ents[i].index = rp->entries[i].index;
+		ents[i].term = rp->entries[i].term;
+		ents[i].type = rp->entries[i].type;
+		ents[i].data = (uint8_t *)rp->entries[i].data;
+		ents[i].len = rp->entries[i].len;
+		if (ents[i].index == s->applied_index)
+			s->applied_term = ents[i].term;
+	}
+	if (rp->has_hs) {
+		hs.term = rp->hs.term;
+		hs.vote = rp->hs.vote;
+		hs.commit = rp->hs.commit;
+	}
+	if (s->applied_index > 0 && (rp->n_entries == 0 ||
+				     rp->entries[rp->n_entries - 1].index <
+					     s->applied_index)) {
+		/* the engine is ahead of the WAL: the WAL lost data */
+		snprintf(errbuf, errlen,
+			 "the engine holds index %llu but the WAL in %s/wal "
+			 "ends before it",
+			 (unsigned long long)s->applied_index, s->member_dir);
+		free(ents);
+		return CAIRN_ECORRUPT;
+	}
+	if (hs.commit < s->applied_index)
+		hs.commit = s->applied_index;
+	rc.id = s->member_id;
+	rc.voters = &s->member_id;
+	rc.n_voters = 1;
+	rc.heartbeat_tick = 1;
+	rc.election_tick = (int)(s->cfg->election_ms / s->cfg->heartbeat_ms);
+	if (rc.election_tick < 2)
+		rc.election_tick = 10;
+	rc.max_msg_entries = 1024;
+	rc.max_inflight = 256;
+	err = raft_create(&rc, rp->has_hs ? &hs : NULL, ents, rp->n_entries,
+			  s->applied_index, &s->raft);
+	free(ents);
+	if (err < 0) {
+		snprintf(errbuf, errlen, "cannot start raft: %s",
+			 cairn_strerror(err));
+		return err;
+	}
+	if (rp->n_entries && rp->entries[0].index > 1)
+		raft_compact(s->raft, rp->entries[0].index - 1, rp->snap_term);
+	return 0;
+}
+
+static int open_wal(struct server *s, char *errbuf, size_t errlen)
+{
+	struct wal_replay rp;
+	uint8_t meta[16];
+	char path[4200];
+	int err;
+
+	memset(&rp, 0, sizeof(rp));
+	put_be64(meta, s->member_id);
+	put_be64(meta + 8, s->cluster_id);
+	snprintf(path, sizeof(path), "%s/wal", s->member_dir);
+	err = wal_open(path, meta, sizeof(meta), &s->wal, &rp);
+	if (err < 0) {
+		snprintf(errbuf, errlen, "cannot open the WAL in %s: %s", path,
+			 rp.error[0] ? rp.error : cairn_strerror(err));
+		wal_replay_free(&rp);
+		return err;
+	}
+	if (rp.meta_len == sizeof(meta)) {
+		/* an existing member keeps the ids it was created with */
+		s->member_id = get_be64(rp.meta);
+		s->cluster_id = get_be64(rp.meta + 8);
+	}
+	err = start_raft(s, &rp, errbuf, errlen);
+	wal_replay_free(&rp);
+	return err;
+}
+
+static int start_timers(struct server *s)
+{
+	struct timeval tv;
+
+	s->ready_ev = event_new(s->base, -1, 0, ready_cb, s);
+	s->tick_ev = event_new(s->base, -1, EV_PERSIST, tick_cb, s);
+	if (!s->ready_ev || !s->tick_ev)
+		return -ENOMEM;
+	/* after this turn's socket I/O, so a turn's proposals form a batch */
+	event_priority_set(s->ready_ev, 1);
+	tv.tv_sec = (time_t)(s->cfg->heartbeat_ms / 1000);
+	tv.tv_usec = (suseconds_t)((s->cfg->heartbeat_ms % 1000) * 1000);
+	return event_add(s->tick_ev, &tv) < 0 ? -EIO : 0;
+}
+
+int server_open(struct event_base *base, const struct config *cfg,
+		struct server **out, char *errbuf, size_t errlen)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	int err;
+
+	if (!s)
+		return -ENOMEM;
+	s->base = base;
+	s->cfg = cfg;
+	errbuf[0] = '\0';
+	if ((err = compute_ids(s)) < 0)
+		goto fail;
+	if ((err = open_storage(s, errbuf, errlen)) < 0)
+		goto fail;
+	if ((err = bio_create(base, 2, &s->bio)) < 0)
+		goto fail;
+	if ((err = open_wal(s, errbuf, errlen)) < 0)
+		goto fail;
+	s->actx.mvcc = s->mvcc;
+	s->actx.cluster_id = s->cluster_id;
+	s->actx.member_id = s->member_id;
+	s->next_req_id = (s->member_id & 0xffff) << 48 |
+			 (((uint64_t)time(NULL) * 1000) & 0xffffffffffull) << 8;
+	if ((err = start_timers(s)) < 0)
+		goto fail;
+	/* one voter: no one to wait for, elect at once (fast start) */
+	if ((err = raft_campaign(s->raft)) < 0)
+		goto fail;
+	process_ready(s);
+	*out = s;
+	return 0;
+fail:
+	if (!errbuf[0])
+		snprintf(errbuf, errlen, "%s", cairn_strerror(err));
+	server_close(s);
+	return err;
+}
+
+void server_close(struct server *s)
+{
+	if (!s)
+		return;
+	s->stopping = true;
+	/* let the in-flight fsync finish: its entries may be acknowledged */
+	for (int i = 0; i < 3000 && s->rd_pending; i++)
+		event_base_loop(s->base, EVLOOP_ONCE);
+	waiters_fail_all(s, CAIRN_ESTOPPED);
+	if (s->tick_ev)
+		event_free(s->tick_ev);
+	if (s->ready_ev)
+		event_free(s->ready_ev);
+	if (s->mvcc) {
+		if (mvcc_commit(s->mvcc, true) < 0)
+			log_warn("final engine sync failed");
+		mvcc_close(s->mvcc);
+	}
+	if (s->raft)
+		raft_destroy(s->raft);
+	if (s->wal)
+		wal_close(s->wal);
+	if (s->bio)
+		bio_destroy(s->bio);
+	if (s->eng.e)
+		engine_close(&s->eng);
+	free(s);
+}

@@ -1,0 +1,85 @@
+/* server: the glue of one cairn member — data directory, WAL, raft, MVCC,
+ * proposals and their waiters, the Ready loop, and timers.
+ *
+ * Write path (DESIGN.md): server_propose() wraps the client's encoded
+ * request in an InternalRaftRequest and hands it to raft; at the end of
+ * the loop turn every pending proposal forms one Ready whose entries are
+ * written to the WAL and fdatasync'ed by a helper thread (group commit);
+ * once durable, raft commits them, core/apply applies them to MVCC inside
+ * one engine batch together with the applied index, and each waiter's
+ * callback gets the encoded response.
+ *
+ * Threads: loop thread only.
+ */
+#ifndef CAIRN_CORE_SERVER_H
+#define CAIRN_CORE_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/apply.h"
+
+struct event_base;
+struct config;
+struct server;
+
+/* The version cairn reports as etcd's (clients gate features on it). */
+#define CAIRN_ETCD_VERSION "3.4.0"
+#define CAIRN_ETCD_CLUSTER_VERSION "3.4.0"
+
+/* InternalRaftRequest field numbers (raft_internal.proto). */
+enum server_req {
+	SERVER_REQ_PUT = 4,
+	SERVER_REQ_DELETE_RANGE = 5,
+	SERVER_REQ_TXN = 6,
+	SERVER_REQ_COMPACTION = 7,
+};
+
+/* Called once per proposal on the loop thread: out->err or out->buf (the
+ * encoded response; the callee takes ownership and frees it). */
+typedef void (*server_done_fn)(void *arg, struct apply_out *out);
+
+/* Open the member's data (creating it when new), replay the WAL after the
+ * engine's consistent index, and start raft. cfg must outlive the server.
+ * 0, or -errno / CAIRN_E*; on failure errbuf names what and where. */
+int server_open(struct event_base *base, const struct config *cfg,
+		struct server **out, char *errbuf, size_t errlen);
+
+/* Stop accepting proposals, wait for the in-flight fsync, commit the
+ * engine durably and release everything. Waiters get CAIRN_ESTOPPED. */
+void server_close(struct server *s);
+
+/* Propose an encoded request (a PutRequest, DeleteRangeRequest,
+ * TxnRequest or CompactionRequest, by kind). Copies req. done is called
+ * exactly once, later, never from inside this call. Returns 0, or
+ * CAIRN_EREQUEST_TOO_LARGE, CAIRN_ENO_LEADER, CAIRN_ESTOPPED, -ENOMEM
+ * (then done is not called). */
+int server_propose(struct server *s, enum server_req kind, const uint8_t *req,
+		   size_t len, server_done_fn done, void *arg);
+
+/* The context for local reads (Range, read-only Txn). Valid until
+ * server_close. A linearizable read must first pass server_read_index. */
+struct apply_ctx *server_apply_ctx(struct server *s);
+
+/* Linearizable read barrier: cb(arg, 0) once this member has applied
+ * everything committed when the read arrived (ReadIndex), or cb(arg, err)
+ * (CAIRN_ENO_LEADER, CAIRN_ESTOPPED). May call cb before returning. */
+void server_read_index(struct server *s, void (*cb)(void *arg, int err),
+		       void *arg);
+
+struct server_status {
+	uint64_t member_id, cluster_id, leader, term;
+	uint64_t commit_index, applied_index;
+	int64_t revision;
+	uint64_t db_size, db_in_use;
+	bool is_learner;
+	const char *engine;
+};
+
+void server_get_status(struct server *s, struct server_status *st);
+
+/* The config the server runs with (for member lists and URLs). */
+const struct config *server_config(const struct server *s);
+
+#endif

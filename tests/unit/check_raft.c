@@ -1,0 +1,1346 @@
+/* check_raft: core/raft unit tests.
+ *
+ * A tiny deterministic world: members (struct tnode) with their own
+ * "stable storage" (a log and a hard state, written at each ready), and a
+ * network (struct tnet) that queues deep copies of messages and delivers
+ * them in order unless the link is cut or a seeded coin drops them. After
+ * every ready the world checks Election Safety (§5.2), Log Matching
+ * (§5.3) and State Machine Safety (§5.4.3) across all members. Every
+ * failure message starts with the seed; RAFT_SEED=<n> replays one.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/errors.h"
+#include "core/raft/raft.h"
+
+#define TN_MAX 5
+#define TN_MAX_TERM 4096
+#define TN_MAX_INDEX 8192
+#define TN_MAX_MSGS 8192
+
+static unsigned long long g_seed = 1;
+
+#define T_ASSERT(cond, fmt, ...)                                               \
+	ck_assert_msg((cond), "seed %llu: " fmt, g_seed, ##__VA_ARGS__)
+
+static uint64_t xorshift(uint64_t *s)
+{
+	uint64_t x = *s ? *s : 0x2545f4914f6cdd1dULL;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*s = x;
+	return x;
+}
+
+static uint64_t tn_rand(void *arg)
+{
+	return xorshift(arg);
+}
+
+/* ---- stable storage of one member ---- */
+
+struct tnode {
+	uint64_t id;
+	struct raft *r;
+	bool up;
+	uint64_t rng;
+	struct raft_config cfg;
+	/* storage */
+	struct raft_hard_state hs;
+	struct raft_entry *log; /* log[i].index == i + 1 */
+	size_t n_log, cap_log;
+	uint64_t applied;
+	/* readies held back by async tests */
+	struct raft_ready rd;
+	bool rd_out;
+};
+
+struct tmsg {
+	struct raft_msg m;
+};
+
+struct tnet {
+	struct tnode nodes[TN_MAX];
+	size_t n;
+	uint64_t voters[TN_MAX];
+	struct tmsg *q; /* FIFO */
+	size_t nq, capq;
+	bool cut[TN_MAX + 1][TN_MAX + 1]; /* [from][to] by id */
+	unsigned drop_pct;		  /* lose a message */
+	unsigned dup_pct;		  /* deliver a message twice */
+	bool reorder;			  /* shuffle each delivery round */
+	bool async; /* fsyncs complete at random later times */
+	uint64_t rng;
+	/* global histories for the safety checks */
+	uint64_t leader_of[TN_MAX_TERM];
+	uint64_t applied_term[TN_MAX_INDEX];
+	uint8_t applied_sum[TN_MAX_INDEX];
+	uint64_t max_applied;
+};
+
+static uint8_t sum(const uint8_t *p, size_t n)
+{
+	uint8_t s = 0x5a;
+
+	while (n--)
+		s = (uint8_t)(s * 31 + *p++);
+	return s;
+}
+
+static void store_entries(struct tnode *t, const struct raft_entry *e, size_t n)
+{
+	size_t i, at;
+
+	if (!n)
+		return;
+	at = e[0].index - 1;
+	ck_assert_uint_le(at, t->n_log);
+	for (i = at; i < t->n_log; i++)
+		free(t->log[i].data);
+	t->n_log = at;
+	if (t->n_log + n > t->cap_log) {
+		t->cap_log = (t->n_log + n) * 2;
+		t->log = realloc(t->log, t->cap_log * sizeof(*t->log));
+		ck_assert_ptr_nonnull(t->log);
+	}
+	for (i = 0; i < n; i++) {
+		struct raft_entry *d = &t->log[t->n_log++];
+
+		*d = e[i];
+		d->data = NULL;
+		if (e[i].len) {
+			d->data = malloc(e[i].len);
+			ck_assert_ptr_nonnull(d->data);
+			memcpy(d->data, e[i].data, e[i].len);
+		}
+	}
+}
+
+static void tnode_free_storage(struct tnode *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->n_log; i++)
+		free(t->log[i].data);
+	free(t->log);
+	t->log = NULL;
+	t->n_log = t->cap_log = 0;
+}
+
+/* ---- network ---- */
+
+static void net_send(struct tnet *n, const struct raft_msg *m)
+{
+	struct tmsg *t;
+	size_t i;
+
+	if (n->nq == n->capq) {
+		n->capq = n->capq ? n->capq * 2 : 64;
+		n->q = realloc(n->q, n->capq * sizeof(*n->q));
+		ck_assert_ptr_nonnull(n->q);
+	}
+	T_ASSERT(n->nq < TN_MAX_MSGS, "message storm");
+	t = &n->q[n->nq++];
+	t->m = *m;
+	t->m.entries = NULL;
+	if (m->n_entries) {
+		t->m.entries = calloc(m->n_entries, sizeof(*m->entries));
+		ck_assert_ptr_nonnull(t->m.entries);
+		for (i = 0; i < m->n_entries; i++) {
+			t->m.entries[i] = m->entries[i];
+			t->m.entries[i].data = NULL;
+			if (m->entries[i].len) {
+				t->m.entries[i].data =
+					malloc(m->entries[i].len);
+				ck_assert_ptr_nonnull(t->m.entries[i].data);
+				memcpy(t->m.entries[i].data, m->entries[i].data,
+				       m->entries[i].len);
+			}
+		}
+	}
+}
+
+static void msg_free(struct raft_msg *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_entries; i++)
+		free(m->entries[i].data);
+	free(m->entries);
+}
+
+static struct tnode *net_node(struct tnet *n, uint64_t id)
+{
+	ck_assert(id >= 1 && id <= n->n);
+	return &n->nodes[id - 1];
+}
+
+/* ---- safety checks ---- */
+
+static void check_safety(struct tnet *n)
+{
+	size_t a, b, i, m;
+	struct tnode *x, *y;
+
+	for (a = 0; a < n->n; a++) {
+		x = &n->nodes[a];
+		if (!x->r)
+			continue;
+		T_ASSERT(raft_check(x->r) == 0, "invariants of %llu",
+			 (unsigned long long)x->id);
+		if (raft_role(x->r) == RAFT_LEADER) {
+			uint64_t t = raft_term(x->r);
+
+			ck_assert_uint_lt(t, TN_MAX_TERM);
+			/* §5.2 Election Safety */
+			T_ASSERT(n->leader_of[t] == 0 ||
+					 n->leader_of[t] == x->id,
+				 "two leaders in term %llu: %llu and %llu",
+				 (unsigned long long)t,
+				 (unsigned long long)n->leader_of[t],
+				 (unsigned long long)x->id);
+			n->leader_of[t] = x->id;
+		}
+	}
+	/* §5.3 Log Matching, on what is in stable storage. */
+	for (a = 0; a < n->n; a++) {
+		for (b = a + 1; b < n->n; b++) {
+			x = &n->nodes[a];
+			y = &n->nodes[b];
+			m = x->n_log < y->n_log ? x->n_log : y->n_log;
+			for (i = m; i > 0; i--)
+				if (x->log[i - 1].term == y->log[i - 1].term)
+					break;
+			for (; i > 0; i--) {
+				T_ASSERT(x->log[i - 1].term ==
+							 y->log[i - 1].term &&
+						 x->log[i - 1].len ==
+							 y->log[i - 1].len,
+					 "logs of %llu and %llu differ at %zu",
+					 (unsigned long long)x->id,
+					 (unsigned long long)y->id, i);
+			}
+		}
+	}
+}
+
+/* §5.4.3 State Machine Safety: every member applies the same entry at an
+ * index, exactly once, in order. */
+static void apply(struct tnet *n, struct tnode *t, const struct raft_entry *e,
+		  size_t k)
+{
+	size_t i;
+
+	for (i = 0; i < k; i++) {
+		T_ASSERT(e[i].index == t->applied + 1,
+			 "member %llu applied %llu after %llu",
+			 (unsigned long long)t->id,
+			 (unsigned long long)e[i].index,
+			 (unsigned long long)t->applied);
+		ck_assert_uint_lt(e[i].index, TN_MAX_INDEX);
+		if (n->applied_term[e[i].index]) {
+			T_ASSERT(n->applied_term[e[i].index] == e[i].term &&
+					 n->applied_sum[e[i].index] ==
+						 sum(e[i].data, e[i].len),
+				 "member %llu applied a different entry %llu",
+				 (unsigned long long)t->id,
+				 (unsigned long long)e[i].index);
+		} else {
+			n->applied_term[e[i].index] = e[i].term;
+			n->applied_sum[e[i].index] = sum(e[i].data, e[i].len);
+		}
+		if (e[i].index > n->max_applied)
+			n->max_applied = e[i].index;
+		t->applied = e[i].index;
+	}
+}
+
+/* ---- driving members ---- */
+
+/* First half of a ready, as the server does it at once: start the write
+ * (the "fsync"), send the messages, apply what is committed. */
+static bool node_ready_begin(struct tnet *n, struct tnode *t)
+{
+	struct raft_ready *rd = &t->rd;
+	size_t i;
+
+	if (!t->up || t->rd_out || !raft_has_ready(t->r))
+		return false;
+	raft_ready(t->r, rd);
+	t->rd_out = true;
+	T_ASSERT(rd->hs.term == raft_term(t->r) && rd->term == rd->hs.term,
+		 "ready term");
+	for (i = 0; i < rd->n_msgs; i++) {
+		T_ASSERT(rd->msgs[i].from == t->id, "from");
+		net_send(n, &rd->msgs[i]);
+	}
+	/* Invariant 5: what is handed out to apply is already durable. */
+	for (i = 0; i < rd->n_committed; i++)
+		T_ASSERT(rd->committed[i].index <= t->n_log &&
+				 t->log[rd->committed[i].index - 1].term ==
+					 rd->committed[i].term,
+			 "member %llu applies %llu before it is durable",
+			 (unsigned long long)t->id,
+			 (unsigned long long)rd->committed[i].index);
+	apply(n, t, rd->committed, rd->n_committed);
+	return true;
+}
+
+/* Second half: the "fsync" is done; only now is it in stable storage (a
+ * crash before this loses rd's entries and hard state). */
+static void node_ready_end(struct tnode *t)
+{
+	struct raft_ready *rd = &t->rd;
+
+	if (!t->rd_out)
+		return;
+	if (rd->hard_state_changed)
+		t->hs = rd->hs;
+	store_entries(t, rd->entries, rd->n_entries);
+	if (rd->n_entries)
+		raft_persisted(t->r, rd->entries[rd->n_entries - 1].index,
+			       rd->entries[rd->n_entries - 1].term);
+	raft_advance(t->r, rd);
+	t->rd_out = false;
+}
+
+static bool node_ready(struct tnet *n, struct tnode *t)
+{
+	if (!node_ready_begin(n, t))
+		return false;
+	node_ready_end(t);
+	return true;
+}
+
+/* A crash: everything not in stable storage is lost. */
+static void node_crash(struct tnode *t)
+{
+	raft_destroy(t->r);
+	t->r = NULL;
+	t->rd_out = false;
+	t->up = false;
+}
+
+static int node_start(struct tnet *n, struct tnode *t)
+{
+	const struct raft_hard_state *hs = t->hs.term ? &t->hs : NULL;
+
+	(void)n;
+	return raft_create(&t->cfg, hs, t->log, t->n_log, t->applied, &t->r);
+}
+
+static void net_init(struct tnet *n, size_t members, bool pre_vote,
+		     bool check_quorum)
+{
+	size_t i;
+	char *env = getenv("RAFT_SEED");
+
+	memset(n, 0, sizeof(*n));
+	if (env)
+		g_seed = strtoull(env, NULL, 10);
+	n->rng = g_seed * 7919 + 1;
+	n->n = members;
+	for (i = 0; i < members; i++)
+		n->voters[i] = i + 1;
+	for (i = 0; i < members; i++) {
+		struct tnode *t = &n->nodes[i];
+
+		t->id = i + 1;
+		t->up = true;
+		t->rng = g_seed * 1000003 + t->id;
+		t->cfg.id = t->id;
+		t->cfg.voters = n->voters;
+		t->cfg.n_voters = members;
+		t->cfg.election_tick = 10;
+		t->cfg.heartbeat_tick = 1;
+		t->cfg.pre_vote = pre_vote;
+		t->cfg.check_quorum = check_quorum;
+		t->cfg.rand = tn_rand;
+		t->cfg.rand_arg = &t->rng;
+		ck_assert_int_eq(node_start(n, t), 0);
+	}
+}
+
+static void net_free(struct tnet *n)
+{
+	size_t i;
+
+	for (i = 0; i < n->nq; i++)
+		msg_free(&n->q[i].m);
+	free(n->q);
+	for (i = 0; i < n->n; i++) {
+		raft_destroy(n->nodes[i].r);
+		tnode_free_storage(&n->nodes[i]);
+	}
+}
+
+static void net_isolate(struct tnet *n, uint64_t id, bool cut)
+{
+	size_t j;
+
+	for (j = 1; j <= n->n; j++) {
+		n->cut[id][j] = cut;
+		n->cut[j][id] = cut;
+	}
+}
+
+/* Deliver what is queued now (not what it causes). Returns how many. */
+static size_t net_deliver(struct tnet *n)
+{
+	size_t k = n->nq, i, done = 0;
+	struct tmsg *batch;
+	struct tnode *to;
+	int err;
+
+	if (!k)
+		return 0;
+	batch = n->q;
+	n->q = NULL;
+	n->nq = n->capq = 0;
+	for (i = 0; n->reorder && i + 1 < k; i++) {
+		size_t j = i + xorshift(&n->rng) % (k - i);
+		struct tmsg tmp = batch[i];
+
+		batch[i] = batch[j];
+		batch[j] = tmp;
+	}
+	for (i = 0; i < k; i++) {
+		struct raft_msg *m = &batch[i].m;
+		int times = 1;
+
+		to = net_node(n, m->to);
+		if (n->dup_pct && xorshift(&n->rng) % 100 < n->dup_pct)
+			times = 2;
+		while (times-- > 0 && to->up && to->r &&
+		       !n->cut[m->from][m->to] &&
+		       !(n->drop_pct &&
+			 xorshift(&n->rng) % 100 < n->drop_pct)) {
+			err = raft_step(to->r, m);
+			T_ASSERT(err == 0, "step type %d to %llu: %d",
+				 (int)m->type, (unsigned long long)m->to, err);
+			done++;
+		}
+		msg_free(m);
+	}
+	free(batch);
+	return done;
+}
+
+/* Run readies and deliveries until quiet (bounded). */
+static void net_settle(struct tnet *n)
+{
+	int round;
+	size_t i;
+	bool busy;
+
+	for (round = 0; round < 200; round++) {
+		busy = false;
+		for (i = 0; i < n->n; i++) {
+			struct tnode *t = &n->nodes[i];
+
+			if (!n->async) {
+				busy |= node_ready(n, t);
+				continue;
+			}
+			/* The fsync of an outstanding ready completes now
+			 * or later; new work waits for it. */
+			if (t->rd_out && xorshift(&n->rng) % 2)
+				node_ready_end(t);
+			busy |= t->rd_out;
+			busy |= node_ready_begin(n, t);
+		}
+		check_safety(n);
+		busy |= net_deliver(n) > 0;
+		if (!busy)
+			return;
+	}
+	T_ASSERT(0, "network did not settle");
+}
+
+static void net_tick(struct tnet *n)
+{
+	size_t i;
+
+	for (i = 0; i < n->n; i++)
+		if (n->nodes[i].up && n->nodes[i].r)
+			raft_tick(n->nodes[i].r);
+	net_settle(n);
+}
+
+static uint64_t net_leader(struct tnet *n)
+{
+	uint64_t lead = 0;
+	size_t i;
+
+	for (i = 0; i < n->n; i++) {
+		struct tnode *t = &n->nodes[i];
+
+		if (t->up && t->r && raft_role(t->r) == RAFT_LEADER &&
+		    (!lead ||
+		     raft_term(t->r) > raft_term(net_node(n, lead)->r)))
+			lead = t->id;
+	}
+	return lead;
+}
+
+/* Tick until a leader exists that all up, connected members follow. */
+static uint64_t net_elect(struct tnet *n, int max_ticks)
+{
+	uint64_t lead;
+	size_t i;
+	int k;
+	bool agreed;
+
+	for (k = 0; k < max_ticks; k++) {
+		net_tick(n);
+		lead = net_leader(n);
+		if (!lead)
+			continue;
+		agreed = true;
+		for (i = 0; i < n->n; i++) {
+			struct tnode *t = &n->nodes[i];
+
+			if (t->up && !n->cut[lead][t->id] &&
+			    raft_leader(t->r) != lead)
+				agreed = false;
+		}
+		if (agreed)
+			return lead;
+	}
+	return 0;
+}
+
+static uint64_t propose_str(struct tnode *t, const char *s)
+{
+	uint64_t idx = 0;
+	int err = raft_propose(t->r, s, strlen(s), &idx);
+
+	T_ASSERT(err == 0, "propose on %llu: %d", (unsigned long long)t->id,
+		 err);
+	return idx;
+}
+
+/* ---- single member ---- */
+
+static void single_init(struct tnet *n)
+{
+	net_init(n, 1, false, false);
+}
+
+START_TEST(test_single_elects_on_timeout)
+{
+	struct tnet n;
+	int k;
+
+	single_init(&n);
+	ck_assert_int_eq(raft_role(n.nodes[0].r), RAFT_FOLLOWER);
+	/* §5.2: the randomized timeout is in [election_tick, 2*election_tick)
+	 */
+	for (k = 0; k < 9; k++) {
+		raft_tick(n.nodes[0].r);
+		T_ASSERT(raft_role(n.nodes[0].r) == RAFT_FOLLOWER, "early");
+	}
+	for (k = 0; k < 11 && raft_role(n.nodes[0].r) != RAFT_LEADER; k++)
+		raft_tick(n.nodes[0].r);
+	T_ASSERT(raft_role(n.nodes[0].r) == RAFT_LEADER, "no election");
+	ck_assert_uint_eq(raft_term(n.nodes[0].r), 1);
+	ck_assert_uint_eq(raft_leader(n.nodes[0].r), 1);
+	/* The new term and the self-vote are in the next hard state. */
+	node_ready(&n, &n.nodes[0]);
+	ck_assert_uint_eq(n.nodes[0].hs.term, 1);
+	ck_assert_uint_eq(n.nodes[0].hs.vote, 1);
+	net_free(&n);
+}
+END_TEST
+
+START_TEST(test_single_campaign_pre_vote)
+{
+	struct tnet n;
+	struct raft_ready rd;
+
+	net_init(&n, 1, true, true);
+	ck_assert_int_eq(raft_campaign(n.nodes[0].r), 0);
+	ck_assert_int_eq(raft_role(n.nodes[0].r), RAFT_LEADER);
+	ck_assert_uint_eq(raft_term(n.nodes[0].r), 1);
+	raft_ready(n.nodes[0].r, &rd);
+	ck_assert(rd.hard_state_changed);
+	ck_assert_uint_eq(rd.hs.term, 1);
+	ck_assert_uint_eq(rd.hs.vote, 1);
+	ck_assert_int_eq(rd.role, RAFT_LEADER);
+	ck_assert_uint_eq(rd.leader, 1);
+	/* §5.4.2: the leader's empty entry of its own term. */
+	ck_assert_uint_eq(rd.n_entries, 1);
+	ck_assert_uint_eq(rd.entries[0].index, 1);
+	ck_assert_uint_eq(rd.entries[0].term, 1);
+	ck_assert_uint_eq(rd.entries[0].len, 0);
+	ck_assert_uint_eq(rd.n_msgs, 0);
+	ck_assert_uint_eq(rd.n_committed, 0);
+	raft_advance(n.nodes[0].r, &rd);
+	ck_assert_int_eq(raft_campaign(n.nodes[0].r), 0); /* already */
+	net_free(&n);
+}
+END_TEST
+
+START_TEST(test_single_commit_after_persisted)
+{
+	struct tnet n;
+	struct raft *r;
+	struct raft_ready rd;
+	uint64_t idx[3];
+	int i;
+
+	single_init(&n);
+	r = n.nodes[0].r;
+	ck_assert_int_eq(raft_propose(r, "x", 1, NULL), CAIRN_ENOT_LEADER);
+	ck_assert_int_eq(raft_campaign(r), 0);
+	/* Group commit: three proposals, one batch. */
+	for (i = 0; i < 3; i++) {
+		char b[16];
+
+		snprintf(b, sizeof(b), "v%d", i);
+		ck_assert_int_eq(raft_propose(r, b, strlen(b), &idx[i]), 0);
+		ck_assert_uint_eq(idx[i], (uint64_t)i + 2);
+	}
+	ck_assert(raft_has_ready(r));
+	raft_ready(r, &rd);
+	ck_assert_uint_eq(rd.n_entries, 4);
+	ck_assert_uint_eq(rd.entries[3].index, 4);
+	ck_assert_mem_eq(rd.entries[3].data, "v2", 2);
+	ck_assert(!raft_has_ready(r)); /* one ready at a time */
+	raft_advance(r, &rd);
+	/* Handed to storage, not durable: nothing commits (§5.3/§10.2.1). */
+	ck_assert_uint_eq(raft_commit_index(r), 0);
+	ck_assert(!raft_has_ready(r));
+	raft_persisted(r, 2, 1); /* a partial fsync report */
+	ck_assert_uint_eq(raft_commit_index(r), 2);
+	raft_persisted(r, 4, 7); /* wrong term: stale, ignored */
+	ck_assert_uint_eq(raft_commit_index(r), 2);
+	raft_persisted(r, 9, 1); /* never handed out: ignored */
+	ck_assert_uint_eq(raft_commit_index(r), 2);
+	raft_persisted(r, 4, 1);
+	ck_assert_uint_eq(raft_commit_index(r), 4);
+	ck_assert(raft_has_ready(r));
+	raft_ready(r, &rd);
+	ck_assert(rd.hard_state_changed);
+	ck_assert_uint_eq(rd.hs.commit, 4);
+	ck_assert_uint_eq(rd.n_entries, 0);
+	ck_assert_uint_eq(rd.n_committed, 4);
+	for (i = 0; i < 4; i++)
+		ck_assert_uint_eq(rd.committed[i].index, (uint64_t)i + 1);
+	ck_assert_mem_eq(rd.committed[1].data, "v0", 2);
+	raft_advance(r, &rd);
+	ck_assert_uint_eq(raft_applied_index(r), 4);
+	ck_assert(!raft_has_ready(r));
+	net_free(&n);
+}
+END_TEST
+
+/* The lead's loop: proposals keep arriving while an fsync is in flight;
+ * persisted+advance at fsync completion; committed entries come in the
+ * next ready. */
+START_TEST(test_single_async_loop)
+{
+	struct tnet n;
+	struct tnode *t;
+	uint64_t want = 0, idx;
+	char b[32];
+	int turn, k;
+
+	single_init(&n);
+	t = &n.nodes[0];
+	ck_assert_int_eq(raft_campaign(t->r), 0);
+	want = 1;
+	for (turn = 0; turn < 50; turn++) {
+		for (k = 0; k < turn % 4; k++) {
+			snprintf(b, sizeof(b), "turn%d-%d", turn, k);
+			idx = propose_str(t, b);
+			ck_assert_uint_eq(idx, ++want);
+		}
+		if (!t->rd_out)
+			node_ready_begin(&n, t);
+		else if (turn % 2)
+			node_ready_end(t); /* the fsync completed */
+		check_safety(&n);
+	}
+	/* Drain. */
+	for (k = 0; k < 10; k++) {
+		node_ready_end(t);
+		node_ready_begin(&n, t);
+	}
+	node_ready_end(t);
+	ck_assert_uint_eq(raft_commit_index(t->r), want);
+	ck_assert_uint_eq(t->applied, want);
+	ck_assert_uint_eq(t->n_log, want);
+	net_free(&n);
+}
+END_TEST
+
+/* Restart from persisted hard state + log continues term and index. */
+START_TEST(test_single_restart)
+{
+	struct tnet n;
+	struct tnode *t;
+	struct raft_ready rd;
+	uint64_t idx;
+
+	single_init(&n);
+	t = &n.nodes[0];
+	ck_assert_int_eq(raft_campaign(t->r), 0);
+	propose_str(t, "a");
+	propose_str(t, "b");
+	net_settle(&n);
+	net_settle(&n);
+	ck_assert_uint_eq(t->applied, 3);
+	propose_str(t, "c"); /* persisted, not applied before the crash */
+	node_ready(&n, t);
+	ck_assert_uint_eq(t->n_log, 4);
+	ck_assert_uint_eq(t->hs.term, 1);
+	raft_destroy(t->r);
+	t->r = NULL;
+
+	ck_assert_int_eq(node_start(&n, t), 0);
+	ck_assert_uint_eq(raft_term(t->r), 1);
+	ck_assert_uint_eq(raft_last_index(t->r), 4);
+	ck_assert_uint_eq(raft_applied_index(t->r), 3);
+	ck_assert_int_eq(raft_role(t->r), RAFT_FOLLOWER);
+	ck_assert_int_eq(raft_campaign(t->r), 0);
+	ck_assert_uint_eq(raft_term(t->r), 2);
+	idx = propose_str(t, "d");
+	ck_assert_uint_eq(idx, 6); /* 5 is the new term's empty entry */
+	raft_ready(t->r, &rd);
+	ck_assert_uint_eq(rd.hs.term, 2);
+	ck_assert_uint_eq(rd.n_entries, 2);
+	ck_assert_uint_eq(rd.entries[0].index, 5);
+	ck_assert_uint_eq(rd.n_committed, 0);
+	raft_persisted(t->r, 6, 2);
+	raft_advance(t->r, &rd);
+	raft_ready(t->r, &rd);
+	/* "c" (term 1) commits through the term-2 entries, once (§5.4.2). */
+	ck_assert_uint_eq(rd.n_committed, 3);
+	ck_assert_uint_eq(rd.committed[0].index, 4);
+	ck_assert_mem_eq(rd.committed[0].data, "c", 1);
+	ck_assert_uint_eq(rd.committed[0].term, 1);
+	ck_assert_mem_eq(rd.committed[2].data, "d", 1);
+	raft_advance(t->r, &rd);
+	net_free(&n);
+}
+END_TEST
+
+START_TEST(test_create_errors)
+{
+	uint64_t voters[] = {1, 1};
+	struct raft_config cfg = {.id = 1,
+				  .voters = voters,
+				  .n_voters = 2,
+				  .election_tick = 10,
+				  .heartbeat_tick = 1};
+	struct raft_entry log[2] = {{.term = 1, .index = 1},
+				    {.term = 1, .index = 3}};
+	struct raft_hard_state hs = {.term = 1, .commit = 1};
+	struct raft *r = NULL;
+
+	ck_assert_int_eq(raft_create(&cfg, NULL, NULL, 0, 0, &r), -EINVAL);
+	cfg.n_voters = 1;
+	cfg.election_tick = 1;
+	ck_assert_int_eq(raft_create(&cfg, NULL, NULL, 0, 0, &r), -EINVAL);
+	cfg.election_tick = 10;
+	ck_assert_int_eq(raft_create(&cfg, &hs, log, 2, 0, &r), -EINVAL);
+	hs.commit = 5;
+	ck_assert_int_eq(raft_create(&cfg, &hs, log, 1, 0, &r), -EINVAL);
+	hs.commit = 1;
+	ck_assert_int_eq(raft_create(&cfg, &hs, log, 1, 0, &r), 0);
+	ck_assert_int_eq(raft_step(r, &(struct raft_msg){.type = RAFT_MSG_APP,
+							 .from = 2,
+							 .to = 9,
+							 .term = 1}),
+			 -EINVAL);
+	raft_destroy(r);
+}
+END_TEST
+
+/* A candidate's term and self-vote are in a hard state before any vote
+ * request leaves; a vote is durable before its grant leaves (§5.2, §5.6). */
+START_TEST(test_vote_waits_for_hard_state)
+{
+	struct tnet n;
+	struct tnode *a, *b;
+	struct raft_ready rd;
+	size_t i;
+
+	net_init(&n, 3, false, false);
+	a = &n.nodes[0];
+	b = &n.nodes[1];
+	ck_assert_int_eq(raft_campaign(a->r), 0);
+	ck_assert_int_eq(raft_role(a->r), RAFT_CANDIDATE);
+	raft_ready(a->r, &rd);
+	ck_assert(rd.hard_state_changed);
+	ck_assert_uint_eq(rd.hs.term, 1);
+	ck_assert_uint_eq(rd.hs.vote, 1);
+	ck_assert_uint_eq(rd.n_msgs, 0);
+	raft_advance(a->r, &rd); /* hs durable now */
+	raft_ready(a->r, &rd);
+	ck_assert_uint_eq(rd.n_msgs, 2);
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(rd.msgs[i].type, RAFT_MSG_VOTE);
+		ck_assert_uint_eq(rd.msgs[i].term, 1);
+	}
+	i = rd.msgs[0].to == 2 ? 0 : 1;
+	ck_assert_uint_eq(rd.msgs[i].to, 2);
+	ck_assert_int_eq(raft_step(b->r, &rd.msgs[i]), 0);
+	raft_advance(a->r, &rd);
+	raft_ready(b->r, &rd);
+	ck_assert(rd.hard_state_changed);
+	ck_assert_uint_eq(rd.hs.vote, 1);
+	ck_assert_uint_eq(rd.n_msgs, 0); /* the grant waits */
+	raft_advance(b->r, &rd);
+	raft_ready(b->r, &rd);
+	ck_assert_uint_eq(rd.n_msgs, 1);
+	ck_assert_int_eq(rd.msgs[0].type, RAFT_MSG_VOTE_RESP);
+	ck_assert(!rd.msgs[0].reject);
+	ck_assert_int_eq(raft_step(a->r, &rd.msgs[0]), 0);
+	raft_advance(b->r, &rd);
+	ck_assert_int_eq(raft_role(a->r), RAFT_LEADER);
+	net_free(&n);
+}
+END_TEST
+
+/* A repeated vote request (its grant was lost) is answered again at once:
+ * the vote is already durable (§5.2). */
+START_TEST(test_vote_repeated_request)
+{
+	struct tnet n;
+	struct tnode *b;
+	struct raft_ready rd;
+	struct raft_msg v = {
+		.type = RAFT_MSG_VOTE, .from = 1, .to = 2, .term = 1};
+
+	net_init(&n, 3, false, false);
+	b = &n.nodes[1];
+	ck_assert_int_eq(raft_step(b->r, &v), 0);
+	raft_ready(b->r, &rd);
+	ck_assert_uint_eq(rd.hs.vote, 1);
+	ck_assert_uint_eq(rd.n_msgs, 0);
+	raft_advance(b->r, &rd);
+	raft_ready(b->r, &rd); /* the grant, lost by the network */
+	ck_assert_uint_eq(rd.n_msgs, 1);
+	raft_advance(b->r, &rd);
+	ck_assert(!raft_has_ready(b->r));
+	ck_assert_int_eq(raft_step(b->r, &v), 0);
+	ck_assert(raft_has_ready(b->r));
+	raft_ready(b->r, &rd);
+	ck_assert(!rd.hard_state_changed);
+	ck_assert_uint_eq(rd.n_msgs, 1);
+	ck_assert_int_eq(rd.msgs[0].type, RAFT_MSG_VOTE_RESP);
+	ck_assert(!rd.msgs[0].reject);
+	raft_advance(b->r, &rd);
+	/* Another candidate of the same term is refused. */
+	v.from = 3;
+	ck_assert_int_eq(raft_step(b->r, &v), 0);
+	raft_ready(b->r, &rd);
+	ck_assert_uint_eq(rd.n_msgs, 1);
+	ck_assert(rd.msgs[0].reject);
+	raft_advance(b->r, &rd);
+	net_free(&n);
+}
+END_TEST
+
+/* ---- three members ---- */
+
+static void three_elect_once(bool pre_vote, bool check_quorum)
+{
+	struct tnet n;
+	uint64_t lead;
+	size_t i;
+
+	net_init(&n, 3, pre_vote, check_quorum);
+	lead = net_elect(&n, 100);
+	T_ASSERT(lead != 0, "no leader (pre_vote %d)", pre_vote);
+	for (i = 0; i < 3; i++) {
+		T_ASSERT(raft_leader(n.nodes[i].r) == lead, "disagree");
+		T_ASSERT(raft_term(n.nodes[i].r) ==
+				 raft_term(net_node(&n, lead)->r),
+			 "term");
+	}
+	/* Heartbeats keep it: no new election for a long while. */
+	for (i = 0; i < 50; i++)
+		net_tick(&n);
+	T_ASSERT(net_leader(&n) == lead, "leader changed while healthy");
+	net_free(&n);
+}
+
+START_TEST(test_three_election)
+{
+	unsigned long long base = g_seed;
+	int s;
+
+	/* §5.2 over many seeds, with and without pre-vote/check-quorum. */
+	for (s = 0; s < 20; s++) {
+		g_seed = base + (unsigned long long)s;
+		three_elect_once(s & 1, s & 2);
+	}
+	g_seed = base;
+}
+END_TEST
+
+START_TEST(test_three_replication)
+{
+	struct tnet n;
+	struct tnode *l;
+	uint64_t lead, idx = 0;
+	size_t i;
+	char b[32];
+
+	net_init(&n, 3, false, false);
+	lead = net_elect(&n, 100);
+	T_ASSERT(lead, "no leader");
+	l = net_node(&n, lead);
+	for (i = 0; i < 20; i++) {
+		snprintf(b, sizeof(b), "k%zu", i);
+		idx = propose_str(l, b);
+	}
+	net_settle(&n);
+	net_tick(&n); /* a heartbeat carries the final commit index */
+	for (i = 0; i < 3; i++) {
+		T_ASSERT(n.nodes[i].applied == idx, "member %zu applied %llu",
+			 i + 1, (unsigned long long)n.nodes[i].applied);
+		T_ASSERT(n.nodes[i].n_log == idx, "log length");
+	}
+	net_free(&n);
+}
+END_TEST
+
+/* §5.3: a follower that missed entries catches up through the consistency
+ * check walking back to the point of agreement. */
+START_TEST(test_three_catch_up)
+{
+	struct tnet n;
+	struct tnode *l;
+	uint64_t lead, lag, idx = 0;
+	size_t i;
+	char b[32];
+
+	net_init(&n, 3, false, false);
+	lead = net_elect(&n, 100);
+	T_ASSERT(lead, "no leader");
+	l = net_node(&n, lead);
+	lag = lead % 3 + 1;
+	net_isolate(&n, lag, true);
+	for (i = 0; i < 30; i++) {
+		snprintf(b, sizeof(b), "k%zu", i);
+		idx = propose_str(l, b);
+		if (i % 7 == 0)
+			net_settle(&n);
+	}
+	net_settle(&n);
+	T_ASSERT(raft_commit_index(l->r) == idx, "majority commit");
+	T_ASSERT(net_node(&n, lag)->applied < idx, "lagging");
+	net_isolate(&n, lag, false);
+	for (i = 0; i < 5; i++)
+		net_tick(&n);
+	T_ASSERT(net_leader(&n) == lead, "same leader");
+	T_ASSERT(net_node(&n, lag)->applied == idx, "caught up: %llu",
+		 (unsigned long long)net_node(&n, lag)->applied);
+	net_free(&n);
+}
+END_TEST
+
+/* §5.3 conflict resolution and §5.1 step-down: a partitioned leader keeps
+ * appending uncommitted entries; the majority elects a new leader in a
+ * higher term; on healing the old leader steps down and its conflicting
+ * entries are replaced by the new leader's. */
+static void partitioned_leader(bool pre_vote, bool check_quorum)
+{
+	struct tnet n;
+	struct tnode *old, *nl;
+	uint64_t lead, lead2, idx = 0, t1;
+	size_t i;
+	char b[32];
+
+	net_init(&n, 3, pre_vote, check_quorum);
+	lead = net_elect(&n, 100);
+	T_ASSERT(lead, "no leader");
+	old = net_node(&n, lead);
+	propose_str(old, "committed");
+	net_settle(&n);
+	t1 = raft_term(old->r);
+	net_isolate(&n, lead, true);
+	for (i = 0; i < 5; i++) {
+		snprintf(b, sizeof(b), "lost%zu", i);
+		propose_str(old, b);
+	}
+	net_settle(&n);
+	ck_assert_uint_eq(old->n_log, raft_last_index(old->r));
+	lead2 = 0;
+	for (i = 0; i < 100 && !lead2; i++) {
+		net_tick(&n);
+		lead2 = net_leader(&n);
+		if (lead2 == lead)
+			lead2 = 0;
+	}
+	T_ASSERT(lead2 && lead2 != lead, "no new leader");
+	nl = net_node(&n, lead2);
+	T_ASSERT(raft_term(nl->r) > t1, "higher term");
+	for (i = 0; i < 3; i++) {
+		snprintf(b, sizeof(b), "new%zu", i);
+		idx = propose_str(nl, b);
+	}
+	net_settle(&n);
+	for (i = 0; check_quorum && i < 20; i++)
+		net_tick(&n); /* at most two check periods */
+	if (check_quorum)
+		T_ASSERT(raft_role(old->r) != RAFT_LEADER &&
+				 raft_term(old->r) == t1,
+			 "check_quorum: isolated leader steps down, and "
+			 "pre-vote keeps its term");
+	net_isolate(&n, lead, false);
+	for (i = 0; i < 5; i++)
+		net_tick(&n);
+	T_ASSERT(raft_role(old->r) == RAFT_FOLLOWER, "old leader stepped down");
+	T_ASSERT(raft_term(old->r) == raft_term(nl->r), "term adopted");
+	T_ASSERT(raft_leader(old->r) == lead2, "follows the new leader");
+	T_ASSERT(old->applied == idx && old->n_log == idx, "caught up");
+	for (i = 0; i < old->n_log; i++)
+		T_ASSERT(old->log[i].term == nl->log[i].term,
+			 "conflict replaced at %zu", i + 1);
+	net_free(&n);
+}
+
+START_TEST(test_partitioned_leader)
+{
+	partitioned_leader(false, false);
+}
+END_TEST
+
+START_TEST(test_partitioned_leader_pre_vote)
+{
+	partitioned_leader(true, true);
+}
+END_TEST
+
+/* §5.4.2, Figure 8: a leader must not commit an entry of an earlier term
+ * by counting replicas; here entry 2 (term 2) reaches a majority under a
+ * term-4 leader, yet member 3 (last entry term 3) could still be elected
+ * and overwrite it, so it stays uncommitted until an entry of term 4
+ * reaches the majority. */
+static void fig8_setup(struct tnet *n)
+{
+	static const uint64_t terms[3][3] = {{1, 2, 0}, {1, 0, 0}, {1, 3, 0}};
+	struct raft_entry e;
+	size_t i, j;
+	uint8_t v;
+
+	net_init(n, 3, false, false);
+	for (i = 0; i < 3; i++) {
+		struct tnode *t = &n->nodes[i];
+
+		raft_destroy(t->r);
+		t->r = NULL;
+		t->cfg.max_msg_entries = 1;
+		for (j = 0; j < 3 && terms[i][j]; j++) {
+			v = (uint8_t)('a' + terms[i][j]);
+			e = (struct raft_entry){.term = terms[i][j],
+						.index = j + 1,
+						.data = &v,
+						.len = 1};
+			store_entries(t, &e, 1);
+		}
+		t->hs = (struct raft_hard_state){.term = 3, .commit = 1};
+		ck_assert_int_eq(node_start(n, t), 0);
+	}
+}
+
+START_TEST(test_figure8_no_commit_by_counting)
+{
+	struct tnet n;
+	struct tnode *s1, *s2, *s3;
+	int k;
+
+	fig8_setup(&n);
+	s1 = &n.nodes[0];
+	s2 = &n.nodes[1];
+	s3 = &n.nodes[2];
+	/* s1 wins term 4 with s2's vote; s3 refuses (its log is newer). */
+	net_isolate(&n, 3, true);
+	ck_assert_int_eq(raft_campaign(s1->r), 0);
+	for (k = 0; k < 10 && raft_role(s1->r) != RAFT_LEADER; k++) {
+		node_ready(&n, s1);
+		node_ready(&n, s2);
+		net_deliver(&n);
+	}
+	ck_assert_int_eq(raft_role(s1->r), RAFT_LEADER);
+	ck_assert_uint_eq(raft_term(s1->r), 4);
+	/* Replicate to s2 one entry per APP, and stop once s2 holds entry
+	 * 2 but not the term-4 entry 3. */
+	for (k = 0; k < 20 && s2->n_log < 2; k++) {
+		node_ready(&n, s1);
+		node_ready(&n, s2);
+		net_deliver(&n);
+	}
+	ck_assert_uint_eq(s2->n_log, 2);
+	ck_assert_uint_eq(s2->log[1].term, 2);
+	node_ready(&n, s2); /* its ack of index 2 */
+	/* Deliver only s2's acks to s1, drop s1's further appends. */
+	for (k = 0; k < 5; k++) {
+		size_t i, kept = 0;
+
+		for (i = 0; i < n.nq; i++) {
+			if (n.q[i].m.from == 2)
+				n.q[kept++] = n.q[i];
+			else
+				msg_free(&n.q[i].m);
+		}
+		n.nq = kept;
+		net_deliver(&n);
+		node_ready(&n, s1);
+		node_ready(&n, s2);
+	}
+	/* Entry 2 is on s1 and s2, a majority: still not committed. */
+	T_ASSERT(raft_commit_index(s1->r) < 2, "committed by counting: %llu",
+		 (unsigned long long)raft_commit_index(s1->r));
+	check_safety(&n);
+	/* s1 crashes; s3 can win term 5 with s2's vote and overwrite entry
+	 * 2: that is why committing it would have been unsafe. */
+	s1->up = false;
+	net_isolate(&n, 3, false);
+	ck_assert_int_eq(raft_campaign(s3->r), 0);
+	for (k = 0; k < 200 && raft_role(s3->r) != RAFT_LEADER; k++)
+		net_tick(&n);
+	ck_assert_int_eq(raft_role(s3->r), RAFT_LEADER);
+	net_settle(&n);
+	net_tick(&n);
+	ck_assert_uint_eq(s2->log[1].term, 3);
+	T_ASSERT(s2->applied >= 2, "s3's entries committed");
+	net_free(&n);
+}
+END_TEST
+
+START_TEST(test_figure8_commit_through_current_term)
+{
+	struct tnet n;
+	struct tnode *s1, *s2;
+	int k;
+
+	fig8_setup(&n);
+	s1 = &n.nodes[0];
+	s2 = &n.nodes[1];
+	net_isolate(&n, 3, true);
+	ck_assert_int_eq(raft_campaign(s1->r), 0);
+	for (k = 0; k < 40; k++)
+		net_settle(&n);
+	ck_assert_int_eq(raft_role(s1->r), RAFT_LEADER);
+	/* Once the term-4 entry 3 is on s2, entries 2 and 3 commit. */
+	ck_assert_uint_eq(raft_commit_index(s1->r), 3);
+	ck_assert_uint_eq(s1->applied, 3);
+	net_tick(&n);
+	ck_assert_uint_eq(s2->applied, 3);
+	net_free(&n);
+}
+END_TEST
+
+/* Entries between ready and advance: a follower's log is overwritten while
+ * a ready holding the old entries is out; nothing dangles (ASan) and the
+ * new entries are handed out again. */
+START_TEST(test_truncate_during_ready)
+{
+	struct tnet n;
+	struct tnode *f;
+	struct raft_entry e[2];
+	struct raft_msg m = {0};
+	struct raft_ready rd;
+	uint8_t x = 'x', y = 'y';
+
+	net_init(&n, 3, false, false);
+	f = &n.nodes[2];
+	e[0] = (struct raft_entry){.term = 1, .index = 1, .data = &x, .len = 1};
+	m = (struct raft_msg){.type = RAFT_MSG_APP,
+			      .from = 1,
+			      .to = 3,
+			      .term = 1,
+			      .entries = e,
+			      .n_entries = 1};
+	ck_assert_int_eq(raft_step(f->r, &m), 0);
+	raft_ready(f->r, &rd);
+	ck_assert_uint_eq(rd.n_entries, 1);
+	/* A term-2 leader replaces entry 1 before the ready is advanced. */
+	e[0] = (struct raft_entry){.term = 2, .index = 1, .data = &y, .len = 1};
+	m.from = 2;
+	m.term = 2;
+	ck_assert_int_eq(raft_step(f->r, &m), 0);
+	ck_assert_mem_eq(rd.entries[0].data, "x", 1); /* still valid */
+	raft_persisted(f->r, 1, 1); /* the stale fsync report */
+	raft_advance(f->r, &rd);
+	ck_assert(raft_has_ready(f->r));
+	raft_ready(f->r, &rd);
+	ck_assert_uint_eq(rd.n_entries, 1);
+	ck_assert_uint_eq(rd.entries[0].term, 2);
+	ck_assert_mem_eq(rd.entries[0].data, "y", 1);
+	ck_assert_uint_eq(rd.n_msgs, 0); /* not durable: no ack yet */
+	raft_persisted(f->r, 1, 2);
+	raft_advance(f->r, &rd);
+	raft_ready(f->r, &rd);
+	ck_assert_uint_eq(rd.n_msgs, 1);
+	ck_assert_int_eq(rd.msgs[0].type, RAFT_MSG_APP_RESP);
+	ck_assert_uint_eq(rd.msgs[0].to, 2);
+	ck_assert_uint_eq(rd.msgs[0].index, 1);
+	ck_assert(!rd.msgs[0].reject);
+	raft_advance(f->r, &rd);
+	net_free(&n);
+}
+END_TEST
+
+START_TEST(test_compact)
+{
+	struct tnet n;
+	struct tnode *t;
+	uint64_t term;
+	size_t i;
+
+	single_init(&n);
+	t = &n.nodes[0];
+	ck_assert_int_eq(raft_campaign(t->r), 0);
+	for (i = 0; i < 10; i++)
+		propose_str(t, "v");
+	net_settle(&n);
+	ck_assert_uint_eq(t->applied, 11);
+	raft_compact(t->r, 12, 1); /* past applied: refused */
+	ck_assert_uint_eq(raft_first_index(t->r), 1);
+	raft_compact(t->r, 8, 1);
+	ck_assert_uint_eq(raft_first_index(t->r), 9);
+	ck_assert_int_eq(raft_entry_term(t->r, 8, &term), 0);
+	ck_assert_uint_eq(term, 1);
+	ck_assert_int_eq(raft_entry_term(t->r, 7, &term), -ERANGE);
+	ck_assert_int_eq(raft_entry_term(t->r, 12, &term), -ENOENT);
+	propose_str(t, "w");
+	net_settle(&n);
+	ck_assert_uint_eq(t->applied, 12);
+	net_free(&n);
+}
+END_TEST
+
+/* Seeded simulation: message loss, duplication and reordering,
+ * partitions, fsyncs completing late, crashes (losing what was not yet
+ * durable) and restarts from stable storage, proposals; the safety checks
+ * run after every delivery round. In the end the network heals and every
+ * member applies everything any member applied. */
+static void simulate_once(size_t members, unsigned variant)
+{
+	struct tnet n;
+	uint64_t rng, lead;
+	int step;
+	size_t i;
+	char b[32];
+
+	net_init(&n, members, variant & 1, variant & 2);
+	n.async = variant & 4;
+	n.reorder = variant & 8;
+	n.dup_pct = (variant & 8) ? 5 : 0;
+	rng = g_seed * 31 + 7;
+	for (step = 0; step < 400; step++) {
+		uint64_t c = xorshift(&rng) % 100;
+		struct tnode *t = &n.nodes[xorshift(&rng) % members];
+		bool chaos = step < 350;
+
+		n.drop_pct = chaos ? 10 : 0;
+		if (c < 3 && chaos) {
+			net_isolate(&n, t->id,
+				    !n.cut[t->id][t->id % members + 1]);
+		} else if (c < 5 && chaos && t->up) {
+			node_crash(t);
+		} else if (c < 10 && !t->up) {
+			ck_assert_int_eq(node_start(&n, t), 0);
+			t->up = true;
+		} else if (c < 40 && t->up && raft_role(t->r) == RAFT_LEADER) {
+			snprintf(b, sizeof(b), "s%d", step);
+			propose_str(t, b);
+		}
+		if (!chaos) {
+			for (i = 1; i <= members; i++)
+				net_isolate(&n, (uint64_t)i, false);
+			if (!t->up) {
+				ck_assert_int_eq(node_start(&n, t), 0);
+				t->up = true;
+			}
+		}
+		net_tick(&n);
+	}
+	for (i = 0; i < members; i++) {
+		if (!n.nodes[i].up) {
+			ck_assert_int_eq(node_start(&n, &n.nodes[i]), 0);
+			n.nodes[i].up = true;
+		}
+	}
+	lead = net_elect(&n, 200);
+	T_ASSERT(lead, "no leader after healing");
+	propose_str(net_node(&n, lead), "final");
+	T_ASSERT(raft_last_index(net_node(&n, lead)->r) > 2, "no progress");
+	for (i = 0; i < 5; i++)
+		net_tick(&n);
+	for (i = 0; i < members; i++)
+		T_ASSERT(n.nodes[i].applied == n.max_applied,
+			 "member %zu applied %llu of %llu", i + 1,
+			 (unsigned long long)n.nodes[i].applied,
+			 (unsigned long long)n.max_applied);
+	net_free(&n);
+}
+
+static void simulate_many(size_t members, int runs, unsigned long long off)
+{
+	unsigned long long base = g_seed;
+	int s;
+
+	for (s = 0; s < runs; s++) {
+		g_seed = base + off + (unsigned long long)s;
+		simulate_once(members, (unsigned)s % 16);
+	}
+	g_seed = base;
+}
+
+START_TEST(test_simulation_three)
+{
+	simulate_many(3, 48, 100);
+}
+END_TEST
+
+START_TEST(test_simulation_five)
+{
+	simulate_many(5, 32, 200);
+}
+END_TEST
+
+Suite *raft_suite(void)
+{
+	Suite *s = suite_create("raft");
+	TCase *tc = tcase_create("single");
+
+	tcase_add_test(tc, test_create_errors);
+	tcase_add_test(tc, test_single_elects_on_timeout);
+	tcase_add_test(tc, test_single_campaign_pre_vote);
+	tcase_add_test(tc, test_single_commit_after_persisted);
+	tcase_add_test(tc, test_single_async_loop);
+	tcase_add_test(tc, test_single_restart);
+	tcase_add_test(tc, test_compact);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("three");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_vote_waits_for_hard_state);
+	tcase_add_test(tc, test_vote_repeated_request);
+	tcase_add_test(tc, test_three_election);
+	tcase_add_test(tc, test_three_replication);
+	tcase_add_test(tc, test_three_catch_up);
+	tcase_add_test(tc, test_partitioned_leader);
+	tcase_add_test(tc, test_partitioned_leader_pre_vote);
+	tcase_add_test(tc, test_figure8_no_commit_by_counting);
+	tcase_add_test(tc, test_figure8_commit_through_current_term);
+	tcase_add_test(tc, test_truncate_during_ready);
+	tcase_add_test(tc, test_simulation_three);
+	tcase_add_test(tc, test_simulation_five);
+	suite_add_tcase(s, tc);
+	return s;
+}
