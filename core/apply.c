@@ -451,7 +451,9 @@ static int do_range(struct apply_ctx *a, struct arena *ar, bool in_txn,
 	o.rev = r->revision;
 	o.limit = r->limit;
 	o.count_only = r->count_only;
-	o.keys_only = r->keys_only;
+	/* values are dropped after sorting, so a sort by value needs them */
+	o.keys_only = r->keys_only &&
+		      r->sort_target != etcdserverpb_RangeRequest_SortTarget_VALUE;
 	if (order != etcdserverpb_RangeRequest_SortOrder_NONE ||
 	    r->min_mod_revision || r->max_mod_revision ||
 	    r->min_create_revision || r->max_create_revision)

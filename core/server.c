@@ -73,6 +73,7 @@ struct server {
 	struct raft_ready rd;
 	bool rd_pending; /* a Ready waits for its fsync */
 	bool stopping;
+	bool closing;	 /* helpers are being drained: callbacks do nothing */
 	int fatal;	 /* a WAL write/fsync failed: refuse everything */
 };
 
@@ -270,7 +271,7 @@ static void on_synced(void *arg, int status);
 
 static int persist_ready(struct server *s, const struct raft_ready *rd)
 {
-	struct wal_entry stack[64], *ents = stack;
+	struct wal_entry stack[64] = {{0}}, *ents = stack;
 	struct wal_hard_state hs;
 	int err;
 
@@ -334,6 +335,10 @@ static void on_synced(void *arg, int status)
 	struct server *s = arg;
 	const struct raft_ready *rd = &s->rd;
 
+	if (s->closing) {
+		s->rd_pending = false;
+		return;
+	}
 	if (status < 0) {
 		fail_fatal(s, status, "WAL fsync");
 		s->rd_pending = false;
@@ -438,6 +443,16 @@ void server_get_status(struct server *s, struct server_status *st)
 	st->revision = mvcc_rev(s->mvcc);
 	st->engine = s->eng.ops->name;
 	s->eng.ops->size(s->eng.e, &st->db_size, &st->db_in_use);
+}
+
+int server_defrag(struct server *s)
+{
+	int err = mvcc_commit(s->mvcc, false);
+
+	if (err < 0)
+		return err;
+	mvcc_release_view(s->mvcc); /* defrag wants no open views */
+	return s->eng.ops->defrag(s->eng.e);
 }
 
 /* ---- open / close ------------------------------------------------------- */
@@ -646,14 +661,21 @@ void server_close(struct server *s)
 	if (!s)
 		return;
 	s->stopping = true;
-	/* let the in-flight fsync finish: its entries may be acknowledged */
-	for (int i = 0; i < 3000 && s->rd_pending; i++)
+	/* let the in-flight fsync finish and its entries apply: they may
+	 * already be acknowledged to a client (bounded) */
+	for (int i = 0; i < 3000 && s->rd_pending && s->bio; i++)
 		event_base_loop(s->base, EVLOOP_ONCE);
 	waiters_fail_all(s, CAIRN_ESTOPPED);
 	if (s->tick_ev)
 		event_free(s->tick_ev);
 	if (s->ready_ev)
 		event_free(s->ready_ev);
+	/* drain the helpers before freeing what their callbacks touch */
+	s->closing = true;
+	if (s->bio)
+		bio_destroy(s->bio);
+	if (s->wal && wal_close(s->wal) < 0)
+		log_warn("WAL close failed");
 	if (s->mvcc) {
 		if (mvcc_commit(s->mvcc, true) < 0)
 			log_warn("final engine sync failed");
@@ -661,10 +683,6 @@ void server_close(struct server *s)
 	}
 	if (s->raft)
 		raft_destroy(s->raft);
-	if (s->wal)
-		wal_close(s->wal);
-	if (s->bio)
-		bio_destroy(s->bio);
 	if (s->eng.e)
 		engine_close(&s->eng);
 	free(s);

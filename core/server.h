@@ -79,6 +79,10 @@ struct server_status {
 
 void server_get_status(struct server *s, struct server_status *st);
 
+/* Defragment the engine (blocks the loop, as etcd's defrag blocks the
+ * member). 0 or the engine's -errno. */
+int server_defrag(struct server *s);
+
 /* The config the server runs with (for member lists and URLs). */
 const struct config *server_config(const struct server *s);
 

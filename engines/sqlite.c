@@ -7,6 +7,8 @@
  * open view and views never block the writer. Statements are prepared
  * once (per bucket, per connection) and reset after use: nothing on the
  * hot path parses SQL, and get/iter hand out SQLite's own column buffers.
+ * A checkpointer thread (struct sq_ckpt) copies the WAL back into the
+ * database so that commits rarely wait for an fsync.
  *
  * Batch state machine (writer connection, e->batch):
  *
@@ -32,6 +34,11 @@
  *    pinned by a first read (sq_view_open), until view_close.
  * 6. A reader's cached scan statement is used by at most one iterator at
  *    a time (scan_busy); a second iterator prepares its own.
+ * 7. At most one checkpoint runs at a time: the writer checkpoints in
+ *    sq_wal_hook only while the checkpointer thread is idle (ck.busy),
+ *    and only the writer wakes it.
+ * 8. Connections close checkpointer first, readers next, writer last: the
+ *    last one to close checkpoints and removes the WAL.
  */
 #ifdef HAVE_SQLITE /* the whole file: configure found libsqlite3 */
 

@@ -26,6 +26,12 @@
  *     committed in part);
  *   - each open view holds one read-only SQLite connection (two file
  *     descriptors); up to 4 idle ones are pooled for the next views;
+ *   - each open engine runs one helper thread of its own, with its own
+ *     connection, that checkpoints the WAL into the database in the
+ *     background once it passes 1000 pages, so that commit rarely
+ *     fsyncs (commit itself copies the last few hundred pages, and all
+ *     of them past 16000); if the thread cannot start, SQLite's own
+ *     auto-checkpoint inside commit is used;
  *   - defrag returns -EBUSY while a view is open, commits a pending batch
  *     (without sync), then VACUUMs and truncates the WAL;
  *   - snapshot writes a VACUUM INTO copy (compact, consistent, itself a

@@ -253,6 +253,23 @@ static void h_alarm(struct grpc_call *call, const uint8_t *msg, size_t len,
 	reply_msg(call, &etcdserverpb_AlarmResponse_msg, &resp);
 }
 
+static void h_defrag(struct grpc_call *call, const uint8_t *msg, size_t len,
+		     void *ctx)
+{
+	etcdserverpb_DefragmentResponse resp = {0};
+	int err;
+
+	(void)msg;
+	(void)len;
+	if ((err = server_defrag(ctx)) < 0) {
+		fail(call, err);
+		return;
+	}
+	resp.has_header = true;
+	resp.header = apply_header(server_apply_ctx(ctx));
+	reply_msg(call, &etcdserverpb_DefragmentResponse_msg, &resp);
+}
+
 static char **url_strings(const struct config_url *u, size_t n)
 {
 	char **v = calloc(n ? n : 1, sizeof(*v));
@@ -371,6 +388,7 @@ static const struct unary_row unary_rows[] = {
 	{"/etcdserverpb.KV/Compact", h_compact},
 	{"/etcdserverpb.Maintenance/Status", h_status},
 	{"/etcdserverpb.Maintenance/Alarm", h_alarm},
+	{"/etcdserverpb.Maintenance/Defragment", h_defrag},
 	{"/etcdserverpb.Cluster/MemberList", h_member_list},
 };
 

@@ -942,7 +942,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 	int err;
 
 	if (!m || m->to != r->id || m->from == RAFT_NONE || m->from == r->id ||
-	    m->term == 0 || m->type > RAFT_MSG_HEARTBEAT_RESP ||
+	    m->term == 0 || (unsigned)m->type > RAFT_MSG_HEARTBEAT_RESP ||
 	    (m->n_entries && !m->entries))
 		return -EINVAL;
 	if (step_term(r, m, &err))

@@ -1,6 +1,8 @@
 /* check_engine: the engine conformance suite, run against every engine
  * in engine_list() (each test is a Check loop test over the engines), plus
- * the registry itself.
+ * the registry itself, plus (when built) the sqlite engine's own promises
+ * (engines/sqlite.h): a failing allocator under SQLite, bucket names,
+ * defrag, foreign databases and the background checkpointer.
  *
  * Each test works in its own mkdtemp directory under one base directory
  * that the (unchecked, parent-side) teardown removes, so a failing test
@@ -1019,6 +1021,65 @@ static void ce_start_sqlite(struct ce_fx *f)
 	ce_start(f, i);
 }
 
+/* Enough commits to wake the background checkpointer many times and
+ * restart the WAL, with a view pinning an old snapshot for the first
+ * half: views stay isolated and every commit survives a reopen. */
+START_TEST(test_sqlite_checkpoints)
+{
+	enum { NC = 600, PER = 8, VL = 3000 };
+	uint8_t *val = malloc(VL);
+	struct ce_fx f;
+	struct engine_view *old, *v;
+	struct engine_slice s;
+	uint32_t c, j, k;
+
+	ck_assert_ptr_nonnull(val);
+	ce_start_sqlite(&f);
+	ck_assert_int_eq(engine_bucket_create(&f.h, "key"), 0);
+	ce_put(&f, "key", "first", "1");
+	ce_commit(&f, false);
+	ck_assert_int_eq(engine_view_open(&f.h, &old), 0);
+	for (c = 0; c < NC; c++) {
+		if (c == NC / 2) {
+			ce_expect(&f, old, "key", "first", "1");
+			k = 0;
+			ck_assert_int_eq(
+				engine_get(&f.h, old, "key", &k, sizeof(k), &s),
+				-ENOENT);
+			engine_view_close(&f.h, old);
+		}
+		for (j = 0; j < PER; j++) {
+			k = c * PER + j;
+			ce_fill(val, VL, k);
+			ck_assert_int_eq(
+				engine_put(&f.h, "key", &k, sizeof(k), val, VL),
+				0);
+		}
+		ce_commit(&f, c % 100 == 99);
+		if (c % 50 == 0) { /* a short view now and then */
+			ck_assert_int_eq(engine_view_open(&f.h, &v), 0);
+			ck_assert_int_eq(
+				engine_get(&f.h, v, "key", &k, sizeof(k), &s),
+				0);
+			ck_assert_uint_eq(s.n, VL);
+			engine_view_close(&f.h, v);
+		}
+	}
+	ce_reopen(&f);
+	ck_assert_int_eq(engine_view_open(&f.h, &v), 0);
+	for (k = 0; k < NC * PER; k++) {
+		ce_fill(val, VL, k);
+		ck_assert_int_eq(engine_get(&f.h, v, "key", &k, sizeof(k), &s),
+				 0);
+		ck_assert_uint_eq(s.n, VL);
+		ck_assert_int_eq(memcmp(s.p, val, VL), 0);
+	}
+	engine_view_close(&f.h, v);
+	ce_stop(&f);
+	free(val);
+}
+END_TEST
+
 /* What engines/sqlite.h promises beyond engine.h. */
 START_TEST(test_sqlite_specifics)
 {
@@ -1098,6 +1159,7 @@ Suite *engine_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_sqlite_oom);
 	tcase_add_test(tc, test_sqlite_specifics);
+	tcase_add_test(tc, test_sqlite_checkpoints);
 	suite_add_tcase(s, tc);
 #endif
 	return s;
