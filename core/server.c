@@ -442,7 +442,7 @@ void server_get_status(struct server *s, struct server_status *st)
 	st->applied_index = s->applied_index;
 	st->revision = mvcc_rev(s->mvcc);
 	st->engine = s->eng.ops->name;
-	s->eng.ops->size(s->eng.e, &st->db_size, &st->db_in_use);
+	engine_size(&s->eng, &st->db_size, &st->db_in_use);
 }
 
 int server_defrag(struct server *s)
@@ -452,7 +452,7 @@ int server_defrag(struct server *s)
 	if (err < 0)
 		return err;
 	mvcc_release_view(s->mvcc); /* defrag wants no open views */
-	return s->eng.ops->defrag(s->eng.e);
+	return engine_defrag(&s->eng);
 }
 
 /* ---- open / close ------------------------------------------------------- */

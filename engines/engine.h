@@ -184,6 +184,23 @@ static inline void engine_iter_close(struct engine_handle *h,
 	h->ops->iter_close(it);
 }
 
+static inline int engine_size(struct engine_handle *h, uint64_t *size,
+			      uint64_t *in_use)
+{
+	return h->ops->size(h->e, size, in_use);
+}
+
+static inline int engine_defrag(struct engine_handle *h)
+{
+	return h->ops->defrag(h->e);
+}
+
+static inline int engine_snapshot(struct engine_handle *h, int fd,
+				  uint64_t *written)
+{
+	return h->ops->snapshot(h->e, fd, written);
+}
+
 /* Open engine `name` at path into *h. -ENOENT if no such engine is built
  * in; otherwise the engine's open errors. */
 int engine_open(const char *name, const char *path,
