@@ -16,7 +16,7 @@ PACKAGES=(
 	libevent-dev libnghttp2-dev nanopb libnanopb-dev protobuf-compiler
 	libsqlite3-dev librocksdb-dev libssl-dev libyaml-dev libjansson-dev
 	check libsubunit-dev
-	etcd-client python3-etcd3 python3-grpcio curl procps
+	etcd-client python3-etcd3 python3-grpcio curl procps jq
 )
 
 install_missing() {
@@ -43,15 +43,25 @@ build() {
 # Failures: F, Errors: E" lines and the integration scripts' "N passed,
 # M failed" lines.
 tally() {
-	local passed=0 failed=0 line n f e
+	local passed=0 failed=0 line n f e ran=
 	while read -r line; do
 		if [[ $line =~ Checks:\ ([0-9]+),\ Failures:\ ([0-9]+),\ Errors:\ ([0-9]+) ]]; then
 			n=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]} e=${BASH_REMATCH[3]}
 			passed=$((passed + n - f - e)); failed=$((failed + f + e))
 		elif [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
 			passed=$((passed + BASH_REMATCH[1])); failed=$((failed + BASH_REMATCH[2]))
+		elif [[ $line =~ ^Ran\ ([0-9]+)\ tests? ]]; then
+			ran=${BASH_REMATCH[1]}       # python unittest
+		elif [[ $line =~ ^OK ]] && [ -n "${ran:-}" ]; then
+			passed=$((passed + ran)); ran=
+		elif [[ $line =~ ^FAILED\ \((.*)\) ]] && [ -n "${ran:-}" ]; then
+			f=0
+			[[ ${BASH_REMATCH[1]} =~ failures=([0-9]+) ]] && f=$((f + BASH_REMATCH[1]))
+			[[ ${BASH_REMATCH[1]} =~ errors=([0-9]+) ]] && f=$((f + BASH_REMATCH[1]))
+			passed=$((passed + ran - f)); failed=$((failed + f)); ran=
 		fi
-	done < <(cat tests/unit/check_cairn.log tests/integration/run.sh.log \
+	done < <(cat tests/unit/check_cairn.log tests/unit/check_interop.sh.log \
+		tests/grpc/check_transport.sh.log tests/integration/run.sh.log \
 		tests/crash/kill9.sh.log 2>/dev/null)
 	echo "$passed passed, $failed failed"
 }

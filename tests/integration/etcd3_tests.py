@@ -82,6 +82,9 @@ def put_get():
     eq((val, meta.version, meta.create_revision, meta.mod_revision),
        (b"v2", 2, rev, rev + 1), "after overwrite")
     eq(C.get("py/pg/missing"), (None, None), "missing key")
+    blob = bytes(range(256)) * 4
+    C.put(b"py/pg/\x00\xffbin", blob)
+    eq(C.get(b"py/pg/\x00\xffbin")[0], blob, "binary key and value")
     val, _ = C.get("py/pg/a", serializable=True)
     eq(val, b"v2", "serializable get")
     hdr = C.get_response("py/pg/a").header
@@ -249,8 +252,8 @@ def transaction_branches():
 
 
 @test
-def transaction_raw_lease_and_nested():
-    """Txn features etcd3 has no helper for: LEASE compares, nested txns."""
+def transaction_raw_lease():
+    """LEASE compares, which etcd3 has no helper for."""
     lease = C.lease(60)
     C.put("py/tl/a", "1", lease=lease)
 
@@ -266,6 +269,15 @@ def transaction_raw_lease_and_nested():
     eq(txn([lease_cmp(0)]).succeeded, False, "lease == 0")
     eq(txn([lease_cmp(0, rpc.Compare.GREATER)]).succeeded, True, "lease > 0")
     lease.revoke()
+
+
+@test
+def transaction_raw_nested():
+    """Nested txns, which etcd3 has no helper for."""
+    def txn(compare, success=(), failure=()):
+        return C.kvstub.Txn(rpc.TxnRequest(compare=compare, success=success,
+                                           failure=failure), TIMEOUT)
+
     rev = cur_rev()
     inner = rpc.TxnRequest(
         compare=[rpc.Compare(key=b"py/tl/b", target=rpc.Compare.VERSION,
@@ -364,6 +376,10 @@ def errors():
                                    TIMEOUT),
               grpc.StatusCode.INVALID_ARGUMENT,
               "etcdserver: key is not provided", "empty key")
+
+
+@test
+def lease_errors():
     rpc_error(lambda: C.revoke_lease(424242), grpc.StatusCode.NOT_FOUND,
               "etcdserver: requested lease not found", "revoke unknown lease")
 
@@ -447,9 +463,13 @@ def main():
             print("FAIL %s: %s" % (name, str(e)[:300]), flush=True)
         except Exception as e:  # noqa: B902 - any error fails the test
             failed += 1
-            tb = traceback.extract_tb(e.__traceback__)
-            where = "line %d" % tb[-1].lineno if tb else ""
-            msg = "%s %s: %s" % (type(e).__name__, where, e)
+            ours = [f for f in traceback.extract_tb(e.__traceback__)
+                    if f.filename == __file__]
+            where = "line %d" % ours[-1].lineno if ours else ""
+            if isinstance(e, grpc.RpcError):
+                msg = "grpc %s %s: %s" % (e.code(), where, e.details())
+            else:
+                msg = "%s %s: %s" % (type(e).__name__, where, e)
             print("FAIL %s: %s" % (name, msg.replace("\n", " ")[:300]),
                   flush=True)
     C.close()

@@ -135,6 +135,10 @@ test_gateway_kv() {
 	js=$(gw /v3/kv/deleterange "{\"key\":\"$k\",\"prev_kv\":true}")
 	assert_eq "$(jfield "$js" .deleted)" 1 "deleted"
 	assert_eq "$(jfield "$js" '.prev_kvs[0].value | @base64d')" two "prev_kvs"
+	# binary-safe values (NUL and high bytes)
+	gw /v3/kv/put "{\"key\":\"$(b64 gw/bin)\",\"value\":\"AP8BgH8=\"}" >/dev/null
+	js=$(gw /v3/kv/range "{\"key\":\"$(b64 gw/bin)\"}")
+	assert_eq "$(jfield "$js" '.kvs[0].value')" "AP8BgH8=" "binary value"
 	js=$(gw /v3/kv/put "{\"key\":\"$k\",\"value\":\"$(b64 x)\",\"lease\":\"1\"}")
 	assert_eq "$(jfield "$js" .message)" "etcdserver: requested lease not found" "error message"
 	assert_eq "$(jfield "$js" .code)" 5 "error code (NotFound)"
