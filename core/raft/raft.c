@@ -1,4 +1,6 @@
-/* raft: the consensus state machine (contract in raft.h).
+/* raft: the consensus state machine (contract in raft.h). Files: raft.c
+ * (roles, elections, replication), ready.c (outbox, ready/advance), log.c
+ * (in-memory log), progress.c (leader's view of each member).
  *
  * Safety properties (Raft paper, Figure 3), and where they are upheld:
  *  1. Election Safety (§5.2): at most one leader per term. A member votes
@@ -20,7 +22,7 @@
  *     committed entry is never truncated (handle_append: CAIRN_ECORRUPT).
  * And the durability rules behind them (§5.6, "persist before respond"):
  *  6. No message depending on a term or vote leaves before that term/vote
- *     was in an advanced ready (seq <= tv_durable_seq).
+ *     was in an advanced ready (seq <= tv_durable_seq; ready.c).
  *  7. A follower acknowledges an index only when it is durable here
  *     (follower_ack / raft_persisted); a leader counts itself toward the
  *     commit quorum only through its durable index.
@@ -82,7 +84,7 @@ static size_t raft_quorum(const struct raft *r)
 	return n / 2 + 1;
 }
 
-static struct raft_progress *raft_pr(struct raft *r, uint64_t id)
+struct raft_progress *raft_pr_find(struct raft *r, uint64_t id)
 {
 	size_t i;
 
@@ -95,107 +97,6 @@ static struct raft_progress *raft_pr(struct raft *r, uint64_t id)
 static bool raft_is_self(const struct raft *r, const struct raft_progress *pr)
 {
 	return pr->id == r->id;
-}
-
-/* ---- outbox ---- */
-
-static int outbox_grow(struct raft_outbox *o, size_t msgs, size_t ents)
-{
-	size_t cap;
-	void *p;
-
-	if (msgs > o->cap) {
-		cap = o->cap ? o->cap : 16;
-		while (cap < msgs)
-			cap *= 2;
-		p = realloc(o->msgs, cap * sizeof(*o->msgs));
-		if (!p)
-			return -ENOMEM;
-		o->msgs = p;
-		p = realloc(o->off, cap * sizeof(*o->off));
-		if (!p)
-			return -ENOMEM;
-		o->off = p;
-		p = realloc(o->seq, cap * sizeof(*o->seq));
-		if (!p)
-			return -ENOMEM;
-		o->seq = p;
-		o->cap = cap;
-	}
-	if (ents > o->cap_ents) {
-		cap = o->cap_ents ? o->cap_ents : 64;
-		while (cap < ents)
-			cap *= 2;
-		p = realloc(o->ents, cap * sizeof(*o->ents));
-		if (!p)
-			return -ENOMEM;
-		o->ents = p;
-		o->cap_ents = cap;
-	}
-	return 0;
-}
-
-static void outbox_free(struct raft_outbox *o)
-{
-	free(o->msgs);
-	free(o->off);
-	free(o->seq);
-	free(o->ents);
-	memset(o, 0, sizeof(*o));
-}
-
-/* Queue m (entries are shallow copies of log entries: the data stays the
- * log's). Tagged with the current term/vote seq (invariant 6). */
-static int raft_send(struct raft *r, struct raft_msg *m,
-		     const struct raft_entry *ents, size_t n)
-{
-	struct raft_outbox *o = &r->out;
-	int err;
-
-	err = outbox_grow(o, o->n + 1, o->n_ents + n);
-	if (err) {
-		log_warn("raft: dropping a message: out of memory");
-		return err;
-	}
-	/* Keep the handed outbox as large, so raft_ready() can move all of
-	 * it; never while a ready is out: rd.msgs points into it. */
-	if (!r->rd_out)
-		(void)outbox_grow(&r->handed, o->cap, o->cap_ents);
-	m->from = r->id;
-	if (m->term == 0)
-		m->term = r->term;
-	m->entries = NULL;
-	m->n_entries = n;
-	o->msgs[o->n] = *m;
-	o->off[o->n] = o->n_ents;
-	o->seq[o->n] = r->tv_seq;
-	o->n++;
-	if (n)
-		memcpy(o->ents + o->n_ents, ents, n * sizeof(*ents));
-	o->n_ents += n;
-	return 0;
-}
-
-/* Forget queued APPs carrying entries in [lo, hi]: their data is about to
- * be freed. Dropping a message is always safe (as if lost). */
-static void outbox_drop_range(struct raft_outbox *o, uint64_t lo, uint64_t hi)
-{
-	size_t i, k = 0;
-	uint64_t a, b;
-
-	for (i = 0; i < o->n; i++) {
-		if (o->msgs[i].n_entries) {
-			a = o->ents[o->off[i]].index;
-			b = a + o->msgs[i].n_entries - 1;
-			if (a <= hi && b >= lo)
-				continue;
-		}
-		o->msgs[k] = o->msgs[i];
-		o->off[k] = o->off[i];
-		o->seq[k] = o->seq[i];
-		k++;
-	}
-	o->n = k;
 }
 
 /* ---- role transitions ---- */
@@ -254,8 +155,6 @@ static void become_candidate(struct raft *r)
 	r->role = RAFT_CANDIDATE;
 }
 
-static void bcast_append(struct raft *r);
-
 static int become_leader(struct raft *r)
 {
 	struct raft_progress *pr;
@@ -264,7 +163,7 @@ static int become_leader(struct raft *r)
 	raft_reset(r, r->term);
 	r->role = RAFT_LEADER;
 	r->leader = r->id;
-	pr = raft_pr(r, r->id);
+	pr = raft_pr_find(r, r->id);
 	if (pr)
 		raft_pr_become_replicate(pr);
 	/* An entry of the new term, so that earlier-term entries commit
@@ -275,7 +174,7 @@ static int become_leader(struct raft *r)
 		log_warn("raft: no memory for the leader's empty entry");
 	log_info("raft %llx: leader in term %llu", (unsigned long long)r->id,
 		 (unsigned long long)r->term);
-	bcast_append(r);
+	raft_bcast_append(r);
 	return err;
 }
 
@@ -330,7 +229,7 @@ static bool send_append(struct raft *r, struct raft_progress *pr, bool if_empty)
 	return send_append_ex(r, pr, if_empty, false);
 }
 
-static void bcast_append(struct raft *r)
+void raft_bcast_append(struct raft *r)
 {
 	size_t i;
 
@@ -362,7 +261,7 @@ static void bcast_heartbeat(struct raft *r)
 
 /* §5.3/§5.4.2: commit the highest index durable on a majority, but only if
  * it has the current term. */
-static bool leader_maybe_commit(struct raft *r)
+bool raft_leader_maybe_commit(struct raft *r)
 {
 	uint64_t *v = r->scratch_match, x, t;
 	size_t i, j, n = 0;
@@ -426,7 +325,7 @@ static int raft_tally(struct raft *r)
 
 static int raft_do_campaign(struct raft *r, bool pre)
 {
-	struct raft_progress *self = raft_pr(r, r->id);
+	struct raft_progress *self = raft_pr_find(r, r->id);
 	struct raft_msg m;
 	uint64_t vote_term;
 	size_t i;
@@ -488,7 +387,7 @@ static int handle_vote(struct raft *r, const struct raft_msg *m)
 
 static int handle_vote_resp(struct raft *r, const struct raft_msg *m)
 {
-	struct raft_progress *pr = raft_pr(r, m->from);
+	struct raft_progress *pr = raft_pr_find(r, m->from);
 	bool pre = m->type == RAFT_MSG_PRE_VOTE_RESP;
 
 	if ((pre && r->role != RAFT_PRE_CANDIDATE) ||
@@ -526,7 +425,7 @@ static int follower_ack(struct raft *r, uint64_t to, uint64_t index)
 	return 0;
 }
 
-static void follower_flush_ack(struct raft *r)
+void raft_follower_flush_ack(struct raft *r)
 {
 	uint64_t idx;
 
@@ -550,7 +449,7 @@ static void raft_commit_to(struct raft *r, uint64_t index)
 
 static void raft_truncate(struct raft *r, uint64_t from)
 {
-	outbox_drop_range(&r->out, from, UINT64_MAX);
+	raft_outbox_drop_range(&r->out, from, UINT64_MAX);
 	if (r->rd_out && r->rd_ents_last >= from)
 		r->rd_ents_last = from - 1; /* those must be handed again */
 	if (r->pending_ack >= from)
@@ -632,9 +531,8 @@ static int handle_heartbeat(struct raft *r, const struct raft_msg *m)
 
 static int step_leader(struct raft *r, const struct raft_msg *m)
 {
-	struct raft_progress *pr = raft_pr(r, m->from);
+	struct raft_progress *pr = raft_pr_find(r, m->from);
 	uint64_t hint;
-	bool was_paused;
 
 	if (!pr)
 		return 0;
@@ -655,17 +553,16 @@ static int step_leader(struct raft *r, const struct raft_msg *m)
 		}
 		if (m->index > raft_log_last_index(&r->log))
 			return 0; /* not from this term's log */
-		was_paused = raft_pr_paused(pr);
 		if (!raft_pr_maybe_update(pr, m->index))
 			return 0;
 		if (pr->state == RAFT_PR_PROBE)
 			raft_pr_become_replicate(pr);
 		else if (pr->state == RAFT_PR_REPLICATE)
 			raft_pr_infl_free_to(pr, m->index);
-		if (leader_maybe_commit(r))
-			bcast_append(r);
-		else if (was_paused)
-			send_append(r, pr, false);
+		/* A new commit index goes to everyone; then fill this
+		 * member's window (bounded by max_inflight). */
+		if (raft_leader_maybe_commit(r))
+			raft_bcast_append(r);
 		while (send_append(r, pr, false))
 			;
 		return 0;
@@ -891,8 +788,8 @@ void raft_destroy(struct raft *r)
 	free(r->prs);
 	free(r->scratch_match);
 	raft_log_free(&r->log);
-	outbox_free(&r->out);
-	outbox_free(&r->handed);
+	raft_outbox_free(&r->out);
+	raft_outbox_free(&r->handed);
 	free(r);
 }
 
@@ -932,7 +829,7 @@ void raft_tick(struct raft *r)
 	if (r->election_elapsed < r->randomized_timeout)
 		return;
 	r->election_elapsed = 0;
-	self = raft_pr(r, r->id);
+	self = raft_pr_find(r, r->id);
 	if (self && !self->learner)
 		(void)raft_do_campaign(r, r->pre_vote);
 }
@@ -999,174 +896,6 @@ int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index)
 	return raft_propose_type(r, RAFT_ENTRY_NORMAL, data, len, index);
 }
 
-static uint64_t raft_apply_limit(const struct raft *r)
-{
-	/* Invariant 5: hand out only what is committed AND durable here. */
-	return r->log.commit < r->log.stable ? r->log.commit : r->log.stable;
-}
-
-bool raft_has_ready(const struct raft *r)
-{
-	if (r->rd_out)
-		return false;
-	if (r->bcast_pending && r->role == RAFT_LEADER)
-		return true;
-	if (r->term != r->prev_hs.term || r->vote != r->prev_hs.vote ||
-	    r->log.commit != r->prev_hs.commit || r->tv_seq != r->rd_tv_seq)
-		return true;
-	if (r->leader != r->prev_leader || r->role != r->prev_role)
-		return true;
-	if (r->log.unstable <= raft_log_last_index(&r->log))
-		return true;
-	if (raft_apply_limit(r) > r->log.applied)
-		return true;
-	return r->out.n && r->out.seq[0] <= r->tv_durable_seq;
-}
-
-static void ready_slice(const struct raft *r, struct raft_entry *dst,
-			uint64_t lo, uint64_t hi, struct raft_entry **p,
-			size_t *n)
-{
-	*p = NULL;
-	*n = 0;
-	if (lo > hi)
-		return;
-	*n = hi - lo + 1;
-	if (*n > r->log.scratch_cap)
-		*n = r->log.scratch_cap; /* the rest goes in the next ready */
-	if (*n == 0)
-		return;
-	memcpy(dst, raft_log_at(&r->log, lo), *n * sizeof(*dst));
-	*p = dst;
-}
-
-/* Move the sendable prefix of the pending outbox into the handed one. */
-static void ready_msgs(struct raft *r, struct raft_ready *rd)
-{
-	struct raft_outbox *o = &r->out, *h = &r->handed;
-	size_t i, k, n;
-
-	h->n = 0;
-	h->n_ents = 0;
-	for (k = 0; k < o->n; k++) {
-		n = o->msgs[k].n_entries;
-		if (o->seq[k] > r->tv_durable_seq || h->n == h->cap ||
-		    h->n_ents + n > h->cap_ents)
-			break;
-		h->msgs[h->n] = o->msgs[k];
-		h->msgs[h->n].entries = n ? h->ents + h->n_ents : NULL;
-		if (n)
-			memcpy(h->ents + h->n_ents, o->ents + o->off[k],
-			       n * sizeof(*h->ents));
-		h->n_ents += n;
-		h->n++;
-	}
-	rd->msgs = h->n ? h->msgs : NULL;
-	rd->n_msgs = h->n;
-	/* Keep the rest, entries included, at the front. */
-	if (k == o->n) {
-		o->n = 0;
-		o->n_ents = 0;
-		return;
-	}
-	n = o->off[k];
-	if (o->n_ents > n)
-		memmove(o->ents, o->ents + n,
-			(o->n_ents - n) * sizeof(*o->ents));
-	o->n_ents -= n;
-	for (i = k; i < o->n; i++) {
-		o->msgs[i - k] = o->msgs[i];
-		o->off[i - k] = o->off[i] - n;
-		o->seq[i - k] = o->seq[i];
-	}
-	o->n -= k;
-}
-
-void raft_ready(struct raft *r, struct raft_ready *rd)
-{
-	uint64_t last = raft_log_last_index(&r->log), hi;
-
-	memset(rd, 0, sizeof(*rd));
-	if (r->rd_out) {
-		log_error("raft: raft_ready() with a ready outstanding");
-		return;
-	}
-	if (r->bcast_pending && r->role == RAFT_LEADER)
-		bcast_append(r);
-	r->bcast_pending = false;
-
-	rd->hs.term = r->term;
-	rd->hs.vote = r->vote;
-	rd->hs.commit = r->log.commit;
-	rd->hard_state_changed = memcmp(&rd->hs, &r->prev_hs, sizeof(rd->hs));
-	r->prev_hs = rd->hs;
-
-	/* Persist before ack: these leave no message until raft_persisted. */
-	ready_slice(r, r->log.scratch_a, r->log.unstable, last, &rd->entries,
-		    &rd->n_entries);
-	r->rd_ents_last =
-		rd->n_entries ? r->log.unstable + rd->n_entries - 1 : 0;
-	hi = raft_apply_limit(r);
-	ready_slice(r, r->log.scratch_b, r->log.applied + 1, hi, &rd->committed,
-		    &rd->n_committed);
-	r->rd_applying = r->log.applied + rd->n_committed;
-	r->log.applying = r->rd_applying;
-	ready_msgs(r, rd);
-
-	rd->leader = r->prev_leader = r->leader;
-	rd->role = r->prev_role = r->role;
-	rd->term = r->term;
-	r->rd_tv_seq = r->tv_seq;
-	r->rd_out = true;
-	r->log.hold = true;
-}
-
-void raft_advance(struct raft *r, const struct raft_ready *rd)
-{
-	(void)rd;
-	if (!r->rd_out)
-		return;
-	/* rd->hs is durable: messages that waited for it may go. */
-	r->tv_durable_seq = r->rd_tv_seq;
-	if (r->rd_ents_last && r->rd_ents_last >= r->log.unstable)
-		r->log.unstable = r->rd_ents_last + 1;
-	if (r->rd_applying > r->log.applied)
-		r->log.applied = r->rd_applying;
-	r->log.applying = r->log.applied;
-	r->handed.n = 0;
-	r->handed.n_ents = 0;
-	r->rd_ents_last = 0;
-	r->rd_out = false;
-	r->log.hold = false;
-	raft_log_grave_flush(&r->log);
-	/* Catch up with growth during the ready (failure: smaller readies). */
-	(void)raft_log_grow_scratch(&r->log);
-	(void)outbox_grow(&r->handed, r->out.cap, r->out.cap_ents);
-}
-
-void raft_persisted(struct raft *r, uint64_t index, uint64_t term)
-{
-	uint64_t handed = r->log.unstable - 1;
-	struct raft_progress *self;
-
-	if (r->rd_out && r->rd_ents_last > handed)
-		handed = r->rd_ents_last;
-	if (index > handed || index <= r->log.stable)
-		return;
-	if (!raft_log_match_term(&r->log, index, term))
-		return; /* overwritten since: a stale report */
-	r->log.stable = index;
-	if (r->role == RAFT_LEADER) {
-		self = raft_pr(r, r->id);
-		if (self)
-			self->match = index;
-		if (leader_maybe_commit(r) && r->n_prs > 1)
-			r->bcast_pending = true; /* tell followers */
-		return;
-	}
-	follower_flush_ack(r);
-}
-
 uint64_t raft_leader(const struct raft *r)
 {
 	return r->leader;
@@ -1227,7 +956,7 @@ void raft_compact(struct raft *r, uint64_t index, uint64_t term)
 			 (unsigned long long)l->stable);
 		return;
 	}
-	outbox_drop_range(&r->out, 0, index);
+	raft_outbox_drop_range(&r->out, 0, index);
 	raft_log_compact(l, index);
 }
 

@@ -132,8 +132,9 @@ struct raft;
  * are never handed out in rd.committed.
  * On success *out is a new raft, free it with raft_destroy().
  * Errors: -EINVAL (bad config: id 0, ticks, duplicate voters; log not
- * contiguous or terms decreasing; commit/applied past the last entry, hs
- * term below the last entry's term), -ENOMEM. */
+ * contiguous or terms decreasing or data NULL with len > 0; a log without
+ * hs; commit/applied past the last entry, applied before log[0].index - 1,
+ * hs term below the last entry's term), -ENOMEM. */
 int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
 		const struct raft_entry *log, size_t n_log, uint64_t applied,
 		struct raft **out);

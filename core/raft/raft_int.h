@@ -1,6 +1,6 @@
-/* raft_int: the private parts of core/raft shared by raft.c, log.c and
- * progress.c. Not part of the contract; nothing outside core/raft includes
- * it (tests excepted).
+/* raft_int: the private parts of core/raft shared by raft.c, ready.c,
+ * log.c and progress.c. Not part of the contract; nothing outside core/raft
+ * includes it (tests excepted).
  */
 #ifndef CAIRN_CORE_RAFT_RAFT_INT_H
 #define CAIRN_CORE_RAFT_RAFT_INT_H
@@ -152,5 +152,20 @@ struct raft {
 	struct raft_outbox out;	   /* pending */
 	struct raft_outbox handed; /* owned by the outstanding ready */
 };
+
+/* raft.c, for ready.c */
+struct raft_progress *raft_pr_find(struct raft *r, uint64_t id); /* or NULL */
+bool raft_leader_maybe_commit(struct raft *r);
+void raft_follower_flush_ack(struct raft *r);
+void raft_bcast_append(struct raft *r);
+
+/* ready.c, for raft.c. raft_send: queue m to m->to with entries (shallow
+ * copies: data stays the log's); fills from/term; 0 or -ENOMEM (dropped). */
+int raft_send(struct raft *r, struct raft_msg *m, const struct raft_entry *ents,
+	      size_t n);
+/* Forget queued APPs carrying entries in [lo, hi]: their data is about to
+ * be freed. Dropping a message is always safe (as if lost). */
+void raft_outbox_drop_range(struct raft_outbox *o, uint64_t lo, uint64_t hi);
+void raft_outbox_free(struct raft_outbox *o);
 
 #endif
