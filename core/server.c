@@ -65,6 +65,9 @@ struct server {
 	uint64_t member_id, cluster_id;
 	uint64_t next_req_id;
 	uint64_t applied_index, applied_term;
+	uint64_t snap_index;	/* last WAL snapshot marker (engine synced) */
+	uint64_t marker_saved;	/* a marker waiting for the next WAL sync */
+	uint64_t marker_syncing; /* a marker in the WAL sync in flight */
 
 	struct waiter *waiters[WAITER_BUCKETS];
 	size_t n_waiters;
@@ -228,6 +231,32 @@ static void trim_raft_log(struct server *s)
 		raft_compact(s->raft, idx, term);
 }
 
+/* Every --snapshot-count applied entries: make the engine durable, then
+ * write a WAL snapshot marker so replay starts after it and older WAL
+ * segments can go (etcd's snapshot + WAL purge, minus the .snap file,
+ * since the engine itself is the snapshot of a one-member cluster).
+ * The sync commit blocks the loop for one fsync per snapshot-count
+ * entries. */
+static void maybe_snapshot(struct server *s)
+{
+	int err;
+
+	if (s->applied_index - s->snap_index < s->cfg->snapshot_count)
+		return;
+	err = mvcc_commit(s->mvcc, true);
+	if (err == 0)
+		err = wal_save_snapshot(s->wal, s->applied_index,
+					s->applied_term);
+	if (err < 0) {
+		log_warn("snapshot at index %llu failed: %s",
+			 (unsigned long long)s->applied_index,
+			 cairn_strerror(err));
+		return;
+	}
+	s->snap_index = s->applied_index;
+	s->marker_saved = s->snap_index;
+}
+
 static void apply_committed(struct server *s, const struct raft_entry *ents,
 			    size_t n)
 {
@@ -265,6 +294,7 @@ static void apply_committed(struct server *s, const struct raft_entry *ents,
 		log_error("engine commit failed at index %llu",
 			  (unsigned long long)s->applied_index);
 	trim_raft_log(s);
+	maybe_snapshot(s);
 }
 
 static void on_synced(void *arg, int status);
@@ -296,7 +326,12 @@ static int persist_ready(struct server *s, const struct raft_ready *rd)
 		free(ents);
 	if (err < 0)
 		return err;
-	return wal_sync(s->wal, s->bio, on_synced, s);
+	err = wal_sync(s->wal, s->bio, on_synced, s);
+	if (err == 0 && s->marker_saved) {
+		s->marker_syncing = s->marker_saved; /* rides this sync */
+		s->marker_saved = 0;
+	}
+	return err;
 }
 
 static void fail_fatal(struct server *s, int err, const char *what)
@@ -352,6 +387,12 @@ static void on_synced(void *arg, int status)
 	}
 	raft_advance(s->raft, &s->rd);
 	s->rd_pending = false;
+	if (s->marker_syncing) {
+		/* the marker is durable now: older segments may go */
+		if (wal_release_to(s->wal, s->marker_syncing) < 0)
+			log_warn("cannot delete old WAL segments");
+		s->marker_syncing = 0;
+	}
 	process_ready(s);
 }
 
@@ -539,9 +580,9 @@ static int start_raft(struct server *s, struct wal_replay *rp, char *errbuf,
 		hs.vote = rp->hs.vote;
 		hs.commit = rp->hs.commit;
 	}
-	if (s->applied_index > 0 && (rp->n_entries == 0 ||
-				     rp->entries[rp->n_entries - 1].index <
-					     s->applied_index)) {
+	if (s->applied_index > rp->snap_index &&
+	    (rp->n_entries == 0 ||
+	     rp->entries[rp->n_entries - 1].index < s->applied_index)) {
 		/* the engine is ahead of the WAL: the WAL lost data */
 		snprintf(errbuf, errlen,
 			 "the engine holds index %llu but the WAL in %s/wal "
@@ -550,6 +591,21 @@ static int start_raft(struct server *s, struct wal_replay *rp, char *errbuf,
 		free(ents);
 		return CAIRN_ECORRUPT;
 	}
+	if (s->applied_index < rp->snap_index) {
+		/* a snapshot marker is written only after the engine synced */
+		snprintf(errbuf, errlen,
+			 "the WAL in %s/wal was purged to index %llu but the "
+			 "engine holds only %llu",
+			 s->member_dir, (unsigned long long)rp->snap_index,
+			 (unsigned long long)s->applied_index);
+		free(ents);
+		return CAIRN_ECORRUPT;
+	}
+	if (s->applied_index == rp->snap_index)
+		s->applied_term = rp->snap_term;
+	s->snap_index = rp->snap_index;
+	rc.snap_index = rp->snap_index;
+	rc.snap_term = rp->snap_term;
 	if (hs.commit < s->applied_index)
 		hs.commit = s->applied_index;
 	rc.id = s->member_id;
@@ -569,8 +625,6 @@ static int start_raft(struct server *s, struct wal_replay *rp, char *errbuf,
 			 cairn_strerror(err));
 		return err;
 	}
-	if (rp->n_entries && rp->entries[0].index > 1)
-		raft_compact(s->raft, rp->entries[0].index - 1, rp->snap_term);
 	return 0;
 }
 

@@ -79,14 +79,14 @@ static void log_drop_data(struct raft_log *l, uint8_t *data)
 	l->grave[l->n_grave++] = data;
 }
 
-int raft_log_init(struct raft_log *l, const struct raft_entry *ents, size_t n)
+int raft_log_init(struct raft_log *l, const struct raft_entry *ents, size_t n,
+		  uint64_t snap_index, uint64_t snap_term)
 {
 	memset(l, 0, sizeof(*l));
-	if (n > 0)
-		l->snap_index = ents[0].index - 1;
-	/* The term of snap_index is unknown until raft_compact() tells us,
-	 * except at the very start of history. */
-	l->snap_term = 0;
+	l->snap_index = n > 0 ? ents[0].index - 1 : snap_index;
+	/* Without a given compaction point, the term of snap_index is unknown
+	 * until raft_compact() tells us (0 at the very start of history). */
+	l->snap_term = l->snap_index == snap_index ? snap_term : 0;
 	return raft_log_append(l, ents, n);
 }
 

@@ -686,12 +686,17 @@ static int raft_check_config(const struct raft_config *cfg)
 }
 
 static int raft_check_log(const struct raft_entry *log, size_t n,
-			  const struct raft_hard_state *hs, uint64_t applied)
+			  const struct raft_hard_state *hs, uint64_t applied,
+			  uint64_t snap_index)
 {
-	uint64_t last = n ? log[n - 1].index : 0;
+	uint64_t last = n ? log[n - 1].index : snap_index;
 	size_t i;
 
 	if (n && !log)
+		return -EINVAL;
+	if (snap_index && n && log[0].index != snap_index + 1)
+		return -EINVAL;
+	if (applied < snap_index)
 		return -EINVAL;
 	for (i = 0; i < n; i++) {
 		if (log[i].index != log[0].index + i || log[i].index == 0)
@@ -720,7 +725,7 @@ int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
 
 	err = raft_check_config(cfg);
 	if (!err)
-		err = raft_check_log(log, n_log, hs, applied);
+		err = raft_check_log(log, n_log, hs, applied, cfg->snap_index);
 	if (err)
 		return err;
 	r = calloc(1, sizeof(*r));
@@ -750,7 +755,8 @@ int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
 		if (!r->prs[i].infl)
 			goto nomem;
 	}
-	err = raft_log_init(&r->log, log, n_log);
+	err = raft_log_init(&r->log, log, n_log, cfg->snap_index,
+			    cfg->snap_term);
 	if (err)
 		goto fail;
 	if (hs) {

@@ -102,6 +102,10 @@ struct raft_config {
 	void *rand_arg;
 	size_t max_msg_entries; /* entries per APP; 0: 1024 */
 	size_t max_inflight;	/* APPs in flight per follower; 0: 256 */
+	/* The compaction point of the persisted log (0, 0: none): entries
+	 * <= snap_index live only in the state machine, and the log given
+	 * to raft_create starts at snap_index + 1 (or is empty). */
+	uint64_t snap_index, snap_term;
 };
 
 struct raft_ready {

@@ -37,7 +37,8 @@ struct raft_log {
 	bool hold; /* a ready is outstanding: free into grave */
 };
 
-int raft_log_init(struct raft_log *l, const struct raft_entry *ents, size_t n);
+int raft_log_init(struct raft_log *l, const struct raft_entry *ents, size_t n,
+		  uint64_t snap_index, uint64_t snap_term);
 void raft_log_free(struct raft_log *l);
 uint64_t raft_log_last_index(const struct raft_log *l);
 uint64_t raft_log_last_term(const struct raft_log *l);

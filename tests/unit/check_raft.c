@@ -733,6 +733,53 @@ START_TEST(test_single_restart)
 }
 END_TEST
 
+/* Restart from a compaction point with an empty log (a WAL purged by a
+ * snapshot marker): the leader's first entry follows snap_index and its
+ * consistency check uses snap_term (§7). */
+START_TEST(test_single_restart_from_snapshot)
+{
+	uint64_t voter = 1, idx = 0;
+	struct raft_config cfg = {0};
+	struct raft_hard_state hs = {.term = 3, .vote = 1, .commit = 50};
+	struct raft_ready rd;
+	struct raft *r;
+	uint64_t t;
+
+	cfg.id = 1;
+	cfg.voters = &voter;
+	cfg.n_voters = 1;
+	cfg.election_tick = 10;
+	cfg.heartbeat_tick = 1;
+	cfg.snap_index = 50;
+	cfg.snap_term = 3;
+	/* applied below the compaction point is refused */
+	ck_assert_int_eq(raft_create(&cfg, &hs, NULL, 0, 49, &r), -EINVAL);
+	ck_assert_int_eq(raft_create(&cfg, &hs, NULL, 0, 50, &r), 0);
+	ck_assert_uint_eq(raft_last_index(r), 50);
+	ck_assert_int_eq(raft_entry_term(r, 50, &t), 0);
+	ck_assert_uint_eq(t, 3);
+	ck_assert_int_eq(raft_campaign(r), 0);
+	for (int i = 0; i < 4 && raft_leader(r) != 1; i++) {
+		raft_ready(r, &rd);
+		raft_advance(r, &rd);
+	}
+	ck_assert_uint_eq(raft_leader(r), 1);
+	ck_assert_uint_gt(raft_term(r), 3);
+	ck_assert_int_eq(raft_propose(r, "x", 1, &idx), 0);
+	ck_assert_uint_eq(idx, 52); /* 51 is the new term's empty entry */
+	raft_ready(r, &rd);
+	ck_assert_uint_eq(rd.entries[rd.n_entries - 1].index, 52);
+	raft_advance(r, &rd);
+	raft_persisted(r, 52, raft_term(r));
+	ck_assert_uint_eq(raft_commit_index(r), 52);
+	raft_ready(r, &rd);
+	ck_assert_uint_eq(rd.n_committed, 2);
+	ck_assert_uint_eq(rd.committed[0].index, 51);
+	raft_advance(r, &rd);
+	raft_destroy(r);
+}
+END_TEST
+
 START_TEST(test_create_errors)
 {
 	uint64_t voters[] = {1, 1};
@@ -1388,6 +1435,7 @@ Suite *raft_suite(void)
 	TCase *tc = tcase_create("single");
 
 	tcase_add_test(tc, test_create_errors);
+	tcase_add_test(tc, test_single_restart_from_snapshot);
 	tcase_add_test(tc, test_single_elects_on_timeout);
 	tcase_add_test(tc, test_single_campaign_pre_vote);
 	tcase_add_test(tc, test_single_commit_after_persisted);
