@@ -18,6 +18,9 @@
 #ifdef HAVE_SQLITE
 #include "engines/sqlite.h"
 #endif
+#ifdef HAVE_ROCKSDB
+#include "engines/rocksdb.h"
+#endif
 
 /* Built-in engines. To add one (bolt, rocksdb, ...), include its header
  * above and list its ops here, each under its HAVE_ guard:
@@ -29,6 +32,9 @@
 static const struct engine_ops *const engine_builtin[] = {
 #ifdef HAVE_SQLITE
 	&sqlite_engine_ops,
+#endif
+#ifdef HAVE_ROCKSDB
+	&rocksdb_engine_ops,
 #endif
 	NULL,
 };
