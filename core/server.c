@@ -65,6 +65,7 @@ struct server {
 	uint64_t member_id, cluster_id;
 	uint64_t next_req_id;
 	uint64_t applied_index, applied_term;
+	uint64_t hs_term, hs_vote; /* last term/vote handed to the WAL */
 	uint64_t snap_index;	/* last WAL snapshot marker (engine synced) */
 	uint64_t marker_saved;	/* a marker waiting for the next WAL sync */
 	uint64_t marker_syncing; /* a marker in the WAL sync in flight */
@@ -299,6 +300,24 @@ static void apply_committed(struct server *s, const struct raft_entry *ents,
 
 static void on_synced(void *arg, int status);
 
+/* A Ready must be fsynced before it is acknowledged when it carries
+ * entries or changes the term or vote (what a vote or an append promised
+ * must survive a crash); a commit-index-only change need not. */
+static bool must_sync(const struct server *s, const struct raft_ready *rd)
+{
+	return rd->n_entries > 0 || rd->hs.term != s->hs_term ||
+	       rd->hs.vote != s->hs_vote;
+}
+
+static int save_hard_state(struct server *s, const struct raft_hard_state *h)
+{
+	struct wal_hard_state hs = {h->term, h->vote, h->commit};
+
+	s->hs_term = h->term;
+	s->hs_vote = h->vote;
+	return wal_save(s->wal, &hs, NULL, 0);
+}
+
 static int persist_ready(struct server *s, const struct raft_ready *rd)
 {
 	struct wal_entry stack[64] = {{0}}, *ents = stack;
@@ -320,6 +339,10 @@ static int persist_ready(struct server *s, const struct raft_ready *rd)
 	hs.term = rd->hs.term;
 	hs.vote = rd->hs.vote;
 	hs.commit = rd->hs.commit;
+	if (rd->hard_state_changed) {
+		s->hs_term = hs.term;
+		s->hs_vote = hs.vote;
+	}
 	err = wal_save(s->wal, rd->hard_state_changed ? &hs : NULL, ents,
 		       rd->n_entries);
 	if (ents != stack)
@@ -353,6 +376,17 @@ static void process_ready(struct server *s)
 		 * this Ready's new entries go to disk */
 		apply_committed(s, s->rd.committed, s->rd.n_committed);
 		if (s->rd.n_entries == 0 && !s->rd.hard_state_changed) {
+			raft_advance(s->raft, &s->rd);
+			continue;
+		}
+		if (!must_sync(s, &s->rd)) {
+			/* only the commit index moved: it can be recovered, so
+			 * it rides along with the next fsync (etcd's MustSync) */
+			err = save_hard_state(s, &s->rd.hs);
+			if (err < 0) {
+				fail_fatal(s, err, "WAL write");
+				return;
+			}
 			raft_advance(s->raft, &s->rd);
 			continue;
 		}
@@ -579,6 +613,8 @@ static int start_raft(struct server *s, struct wal_replay *rp, char *errbuf,
 		hs.term = rp->hs.term;
 		hs.vote = rp->hs.vote;
 		hs.commit = rp->hs.commit;
+		s->hs_term = hs.term;
+		s->hs_vote = hs.vote;
 	}
 	if (s->applied_index > rp->snap_index &&
 	    (rp->n_entries == 0 ||
