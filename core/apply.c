@@ -1015,6 +1015,12 @@ etcdserverpb_ResponseHeader apply_header(const struct apply_ctx *a)
 	return make_header(a, mvcc_rev(a->mvcc));
 }
 
+etcdserverpb_ResponseHeader apply_header_at(const struct apply_ctx *a,
+					    int64_t rev)
+{
+	return make_header(a, rev);
+}
+
 void apply_entry(struct apply_ctx *a, const uint8_t *data, size_t len,
 		 bool want_resp, uint64_t *id, struct apply_out *out)
 {
@@ -1036,7 +1042,7 @@ void apply_entry(struct apply_ctx *a, const uint8_t *data, size_t len,
 		apply_txn(a, &req.txn, want_resp, out);
 	else if (req.has_compaction)
 		apply_compaction(a, &req.compaction, want_resp, out);
-	else
+	else if (!a->ext || !a->ext(a->ext_arg, a, &req, want_resp, out))
 		out->err = CAIRN_EBAD_REQUEST;
 	pb_release(&etcdserverpb_InternalRaftRequest_msg, &req);
 }

@@ -16,9 +16,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/proto/raft_internal.pb.h"
 #include "net/proto/rpc.pb.h"
 
+struct apply_out;
+
 struct mvcc;
+
+struct apply_ctx;
+
+/* An extension applier (e.g. the lessor): handles the InternalRaftRequest
+ * kinds core/apply does not know (lease grant/revoke/checkpoint ...).
+ * Returns true if it handled req (then out is filled as apply_entry says),
+ * false to let apply_entry answer CAIRN_EBAD_REQUEST. */
+typedef bool (*apply_ext_fn)(void *arg, struct apply_ctx *a,
+			     const etcdserverpb_InternalRaftRequest *req,
+			     bool want_resp, struct apply_out *out);
 
 struct apply_ctx {
 	struct mvcc *mvcc;		/* borrowed */
@@ -27,6 +40,8 @@ struct apply_ctx {
 	/* Does lease id exist? NULL: no lease exists (before the lessor). */
 	bool (*lease_exists)(void *arg, int64_t id);
 	void *lease_arg;
+	apply_ext_fn ext; /* NULL: none */
+	void *ext_arg;
 };
 
 /* An encoded response, malloc'ed; the receiver frees buf. */
@@ -59,8 +74,10 @@ bool apply_txn_is_write(const etcdserverpb_TxnRequest *t);
 void apply_txn_local(struct apply_ctx *a, const etcdserverpb_TxnRequest *t,
 		     struct apply_out *out);
 
-/* Fill a response header at the current revision. */
+/* Fill a response header at the current revision, or at rev. */
 etcdserverpb_ResponseHeader apply_header(const struct apply_ctx *a);
+etcdserverpb_ResponseHeader apply_header_at(const struct apply_ctx *a,
+					    int64_t rev);
 
 /* Apply one committed entry: an encoded InternalRaftRequest.
  * *id is set to its header ID (0 if none) so the caller can find the

@@ -73,6 +73,17 @@ struct server {
 	struct waiter *waiters[WAITER_BUCKETS];
 	size_t n_waiters;
 
+	struct {
+		mvcc_observer_fn fn;
+		void *arg;
+	} change_hooks[SERVER_MAX_HOOKS];
+	size_t n_change_hooks;
+	struct {
+		void (*fn)(void *arg);
+		void *arg;
+	} close_hooks[SERVER_MAX_HOOKS];
+	size_t n_close_hooks;
+
 	struct event *tick_ev, *ready_ev;
 	struct raft_ready rd;
 	bool rd_pending; /* a Ready waits for its fsync */
@@ -530,6 +541,58 @@ int server_defrag(struct server *s)
 	return engine_defrag(&s->eng);
 }
 
+/* ---- hooks ----------------------------------------------------------- */
+
+static void on_change(void *arg, int type, const struct mvcc_kv *kv,
+		      const struct mvcc_kv *prev)
+{
+	struct server *s = arg;
+
+	for (size_t i = 0; i < s->n_change_hooks; i++)
+		s->change_hooks[i].fn(s->change_hooks[i].arg, type, kv, prev);
+}
+
+int server_on_change(struct server *s, mvcc_observer_fn fn, void *arg)
+{
+	if (s->n_change_hooks == SERVER_MAX_HOOKS)
+		return -ENOSPC;
+	s->change_hooks[s->n_change_hooks].fn = fn;
+	s->change_hooks[s->n_change_hooks].arg = arg;
+	if (s->n_change_hooks++ == 0)
+		mvcc_set_observer(s->mvcc, on_change, s);
+	return 0;
+}
+
+int server_on_close(struct server *s, void (*fn)(void *arg), void *arg)
+{
+	if (s->n_close_hooks == SERVER_MAX_HOOKS)
+		return -ENOSPC;
+	s->close_hooks[s->n_close_hooks].fn = fn;
+	s->close_hooks[s->n_close_hooks].arg = arg;
+	s->n_close_hooks++;
+	return 0;
+}
+
+struct event_base *server_event_base(const struct server *s)
+{
+	return s->base;
+}
+
+struct mvcc *server_mvcc(const struct server *s)
+{
+	return s->mvcc;
+}
+
+struct engine_handle *server_engine(struct server *s)
+{
+	return &s->eng;
+}
+
+bool server_is_leader(const struct server *s)
+{
+	return raft_leader(s->raft) == s->member_id;
+}
+
 /* ---- open / close ------------------------------------------------------- */
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -751,6 +814,11 @@ void server_close(struct server *s)
 	if (!s)
 		return;
 	s->stopping = true;
+	while (s->n_close_hooks > 0) {
+		s->n_close_hooks--;
+		s->close_hooks[s->n_close_hooks].fn(
+			s->close_hooks[s->n_close_hooks].arg);
+	}
 	/* let the in-flight fsync finish and its entries apply: they may
 	 * already be acknowledged to a client (bounded) */
 	for (int i = 0; i < 3000 && s->rd_pending && s->bio; i++)

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "core/apply.h"
+#include "core/mvcc/mvcc.h"
 
 struct event_base;
 struct config;
@@ -34,6 +35,9 @@ enum server_req {
 	SERVER_REQ_DELETE_RANGE = 5,
 	SERVER_REQ_TXN = 6,
 	SERVER_REQ_COMPACTION = 7,
+	SERVER_REQ_LEASE_GRANT = 8,
+	SERVER_REQ_LEASE_REVOKE = 9,
+	SERVER_REQ_LEASE_CHECKPOINT = 11,
 };
 
 /* Called once per proposal on the loop thread: out->err or out->buf (the
@@ -82,6 +86,27 @@ void server_get_status(struct server *s, struct server_status *st);
 /* Defragment the engine (blocks the loop, as etcd's defrag blocks the
  * member). 0 or the engine's -errno. */
 int server_defrag(struct server *s);
+
+/* ---- hooks for the modules built on the server (watch, lease) ----- */
+
+#define SERVER_MAX_HOOKS 4
+
+/* Call fn for every MVCC change (see mvcc_set_observer: the server owns
+ * the one observer slot and fans it out, in registration order).
+ * 0, or -ENOSPC past SERVER_MAX_HOOKS. */
+int server_on_change(struct server *s, mvcc_observer_fn fn, void *arg);
+
+/* Call fn(arg) first thing in server_close, in reverse registration
+ * order, while MVCC and the engine are still open (free what uses them).
+ * 0, or -ENOSPC. */
+int server_on_close(struct server *s, void (*fn)(void *arg), void *arg);
+
+struct event_base *server_event_base(const struct server *s);
+struct mvcc *server_mvcc(const struct server *s);
+/* The engine, for buckets beside MVCC's (e.g. "lease"): writes go into
+ * the current batch, which commits with the applied index. */
+struct engine_handle *server_engine(struct server *s);
+bool server_is_leader(const struct server *s);
 
 /* The config the server runs with (for member lists and URLs). */
 const struct config *server_config(const struct server *s);
