@@ -658,29 +658,82 @@ static int open_storage(struct server *s, char *errbuf, size_t errlen)
 	return 0;
 }
 
-/* Raft entries from the WAL replay; entries <= applied are in the engine
- * already and raft will not hand them out again. */
+/* The WAL must cover the engine: a snapshot marker is written only after
+ * the engine synced, and the log must reach the engine's applied index. */
+static int check_replay(struct server *s, const struct wal_replay *rp,
+			char *errbuf, size_t errlen)
+{
+	uint64_t last = rp->n_entries ? rp->entries[rp->n_entries - 1].index
+				      : rp->snap_index;
+
+	if (s->applied_index > last) {
+		snprintf(errbuf, errlen,
+			 "the engine holds index %llu but the WAL in %s/wal "
+			 "ends at %llu",
+			 (unsigned long long)s->applied_index, s->member_dir,
+			 (unsigned long long)last);
+		return CAIRN_ECORRUPT;
+	}
+	if (s->applied_index < rp->snap_index) {
+		snprintf(errbuf, errlen,
+			 "the WAL in %s/wal was purged to index %llu but the "
+			 "engine holds only %llu",
+			 s->member_dir, (unsigned long long)rp->snap_index,
+			 (unsigned long long)s->applied_index);
+		return CAIRN_ECORRUPT;
+	}
+	return 0;
+}
+
+static void raft_config_init(struct server *s, struct raft_config *rc)
+{
+	rc->id = s->member_id;
+	rc->voters = &s->member_id;
+	rc->n_voters = 1;
+	rc->heartbeat_tick = 1;
+	rc->election_tick = (int)(s->cfg->election_ms / s->cfg->heartbeat_ms);
+	if (rc->election_tick < 2)
+		rc->election_tick = 10;
+	rc->max_msg_entries = 1024;
+	rc->max_inflight = 256;
+}
+
+/* Start raft from the WAL replay. Entries up to the engine's applied index
+ * replayed without data (wal_open_after) and stay out of raft: its log
+ * starts after them, with the applied entry as its compaction point. */
 static int start_raft(struct server *s, struct wal_replay *rp, char *errbuf,
 		      size_t errlen)
 {
 	struct raft_config rc = {0};
 	struct raft_hard_state hs = {0};
 	struct raft_entry *ents = NULL;
-	int err;
+	size_t skip = 0, n;
+	int err = check_replay(s, rp, errbuf, errlen);
 
-	if (rp->n_entries) {
-		ents = calloc(rp->n_entries, sizeof(*ents));
-		if (!ents)
-			return -ENOMEM;
+	if (err < 0)
+		return err;
+	raft_config_init(s, &rc);
+	rc.snap_index = rp->snap_index;
+	rc.snap_term = rp->snap_term;
+	while (skip < rp->n_entries &&
+	       rp->entries[skip].index <= s->applied_index) {
+		rc.snap_index = rp->entries[skip].index;
+		rc.snap_term = rp->entries[skip].term;
+		skip++;
 	}
-	for (size_t i = 0; i < rp->n_entries; i++) {
-		ents[i].index = rp->entries[i].index;
-		ents[i].term = rp->entries[i].term;
-		ents[i].type = rp->entries[i].type;
-		ents[i].data = (uint8_t *)rp->entries[i].data;
-		ents[i].len = rp->entries[i].len;
-		if (ents[i].index == s->applied_index)
-			s->applied_term = ents[i].term;
+	s->applied_term = rc.snap_term;
+	s->snap_index = rp->snap_index;
+	n = rp->n_entries - skip;
+	if (n && !(ents = calloc(n, sizeof(*ents))))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const struct wal_entry *w = &rp->entries[skip + i];
+
+		ents[i].index = w->index;
+		ents[i].term = w->term;
+		ents[i].type = w->type;
+		ents[i].data = (uint8_t *)w->data;
+		ents[i].len = w->len;
 	}
 	if (rp->has_hs) {
 		hs.term = rp->hs.term;
@@ -689,52 +742,15 @@ static int start_raft(struct server *s, struct wal_replay *rp, char *errbuf,
 		s->hs_term = hs.term;
 		s->hs_vote = hs.vote;
 	}
-	if (s->applied_index > rp->snap_index &&
-	    (rp->n_entries == 0 ||
-	     rp->entries[rp->n_entries - 1].index < s->applied_index)) {
-		/* the engine is ahead of the WAL: the WAL lost data */
-		snprintf(errbuf, errlen,
-			 "the engine holds index %llu but the WAL in %s/wal "
-			 "ends before it",
-			 (unsigned long long)s->applied_index, s->member_dir);
-		free(ents);
-		return CAIRN_ECORRUPT;
-	}
-	if (s->applied_index < rp->snap_index) {
-		/* a snapshot marker is written only after the engine synced */
-		snprintf(errbuf, errlen,
-			 "the WAL in %s/wal was purged to index %llu but the "
-			 "engine holds only %llu",
-			 s->member_dir, (unsigned long long)rp->snap_index,
-			 (unsigned long long)s->applied_index);
-		free(ents);
-		return CAIRN_ECORRUPT;
-	}
-	if (s->applied_index == rp->snap_index)
-		s->applied_term = rp->snap_term;
-	s->snap_index = rp->snap_index;
-	rc.snap_index = rp->snap_index;
-	rc.snap_term = rp->snap_term;
 	if (hs.commit < s->applied_index)
 		hs.commit = s->applied_index;
-	rc.id = s->member_id;
-	rc.voters = &s->member_id;
-	rc.n_voters = 1;
-	rc.heartbeat_tick = 1;
-	rc.election_tick = (int)(s->cfg->election_ms / s->cfg->heartbeat_ms);
-	if (rc.election_tick < 2)
-		rc.election_tick = 10;
-	rc.max_msg_entries = 1024;
-	rc.max_inflight = 256;
-	err = raft_create(&rc, rp->has_hs ? &hs : NULL, ents, rp->n_entries,
+	err = raft_create(&rc, rp->has_hs ? &hs : NULL, ents, n,
 			  s->applied_index, &s->raft);
 	free(ents);
-	if (err < 0) {
+	if (err < 0)
 		snprintf(errbuf, errlen, "cannot start raft: %s",
 			 cairn_strerror(err));
-		return err;
-	}
-	return 0;
+	return err;
 }
 
 static int open_wal(struct server *s, char *errbuf, size_t errlen)
@@ -748,7 +764,8 @@ static int open_wal(struct server *s, char *errbuf, size_t errlen)
 	put_be64(meta, s->member_id);
 	put_be64(meta + 8, s->cluster_id);
 	snprintf(path, sizeof(path), "%s/wal", s->member_dir);
-	err = wal_open(path, meta, sizeof(meta), &s->wal, &rp);
+	err = wal_open_after(path, meta, sizeof(meta), s->applied_index,
+			     &s->wal, &rp);
 	if (err < 0) {
 		snprintf(errbuf, errlen, "cannot open the WAL in %s: %s", path,
 			 rp.error[0] ? rp.error : cairn_strerror(err));

@@ -715,6 +715,7 @@ struct wal_reader {
 	uint32_t crc;	  /* chain: crc of the last valid record */
 	bool have_crc;
 	const char *path; /* segment being read, for messages */
+	uint64_t keep_after; /* entries <= this replay without their data */
 };
 
 struct wal_rec {
@@ -799,14 +800,36 @@ static bool wal_valid_after(const uint8_t *p, size_t size, size_t off,
 	return false;
 }
 
-static bool wal_all_zero(const uint8_t *p, size_t len)
+/* Give back the pages of [from, to) of a mapped segment: replay reads a
+ * segment once, front to back, so without this a 64 MiB segment would be
+ * resident all at once while it is read (RSS at restart). */
+static void wal_drop_pages(const uint8_t *base, size_t from, size_t to)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	from = (from + pg - 1) & ~(pg - 1);
+	to &= ~(pg - 1);
+	if (to > from)
+		madvise((void *)(base + from), to - from, MADV_DONTNEED);
+}
+
+#define WAL_DROP_STEP (4u << 20)
+
+/* Is [off, size) of a mapped segment all zeros? Pages are given back as
+ * they are checked. */
+static bool wal_all_zero(const uint8_t *base, size_t off, size_t size)
 {
 	static const uint8_t zeros[4096];
+	size_t dropped = off;
 
-	for (size_t n; len; p += n, len -= n) {
-		n = len < sizeof(zeros) ? len : sizeof(zeros);
-		if (memcmp(p, zeros, n))
+	for (size_t n; off < size; off += n) {
+		n = size - off < sizeof(zeros) ? size - off : sizeof(zeros);
+		if (memcmp(base + off, zeros, n))
 			return false;
+		if (off - dropped >= WAL_DROP_STEP) {
+			wal_drop_pages(base, dropped, off);
+			dropped = off;
+		}
 	}
 	return true;
 }
@@ -857,7 +880,10 @@ static int wal_apply_entry(struct wal_reader *rd, const struct wal_rec *r,
 		rp->entries = ne;
 		rd->cap = n;
 	}
-	if (e.len) {
+	if (e.index <= rd->keep_after) {
+		/* the caller's state machine holds it: index and term only */
+		e.len = 0;
+	} else if (e.len) {
 		uint8_t *d = wal_arena_alloc(rp, e.len);
 
 		if (!d)
@@ -915,7 +941,7 @@ static int wal_read_seg(struct wal_reader *rd, const uint8_t *p, size_t size,
 {
 	struct wal_rec r;
 	const char *why;
-	size_t off = 0;
+	size_t off = 0, dropped = 0;
 	int err;
 
 	why = wal_rec_shape(p, size, 0, &r);
@@ -937,9 +963,14 @@ static int wal_read_seg(struct wal_reader *rd, const uint8_t *p, size_t size,
 		if (err)
 			return err;
 		rd->crc = r.crc;
+		if (off - dropped >= WAL_DROP_STEP) {
+			/* records are copied out: their pages can go */
+			wal_drop_pages(p, dropped, off);
+			dropped = off;
+		}
 	}
 	*end = off;
-	if (off == size || (last && wal_all_zero(p + off, size - off)))
+	if (off == size || (last && wal_all_zero(p, off, size)))
 		return 0;
 	if (!last || wal_valid_after(p, size, off, rd->crc))
 		return wal_fail(rd->rp, rd->path, off, why);
@@ -1042,9 +1073,10 @@ static int wal_repair(int fd, size_t end, uint64_t seg_size)
 	return fsync(fd) < 0 ? -errno : 0;
 }
 
-static int wal_replay_all(struct wal *w, struct wal_replay *rp)
+static int wal_replay_all(struct wal *w, struct wal_replay *rp,
+			  uint64_t keep_after)
 {
-	struct wal_reader rd = {.rp = rp};
+	struct wal_reader rd = {.rp = rp, .keep_after = keep_after};
 	int err = 0;
 
 	for (size_t i = 0; i < w->nsegs && !err; i++) {
@@ -1135,6 +1167,13 @@ static int wal_create(struct wal *w, const void *meta, size_t meta_len,
 int wal_open(const char *dir, const void *meta, size_t meta_len,
 	     struct wal **out, struct wal_replay *rp)
 {
+	return wal_open_after(dir, meta, meta_len, 0, out, rp);
+}
+
+int wal_open_after(const char *dir, const void *meta, size_t meta_len,
+		   uint64_t keep_after, struct wal **out,
+		   struct wal_replay *rp)
+{
 	struct wal *w;
 	int err;
 
@@ -1163,7 +1202,7 @@ int wal_open(const char *dir, const void *meta, size_t meta_len,
 	if (w->nsegs == 0) {
 		err = wal_create(w, meta, meta_len, rp);
 	} else {
-		err = wal_replay_all(w, rp);
+		err = wal_replay_all(w, rp, keep_after);
 		if (!err)
 			err = wal_adopt(w, rp);
 	}

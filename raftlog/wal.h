@@ -140,6 +140,14 @@ int wal_open(const char *dir, const void *meta, size_t meta_len,
  * Safe on a zeroed or already freed replay. */
 void wal_replay_free(struct wal_replay *rp);
 
+/* wal_open, for a caller whose state machine already holds the entries
+ * up to keep_after (e.g. the engine's consistent index): those replay
+ * with their index, term and type but without data (len 0), so a long
+ * log does not have to fit in memory at restart. */
+int wal_open_after(const char *dir, const void *meta, size_t meta_len,
+		   uint64_t keep_after, struct wal **out,
+		   struct wal_replay *rp);
+
 /* Close the WAL: fds and memory. Records saved but not synced are dropped
  * (never acknowledged, so nothing is lost that was promised). May be
  * called from a wal_sync callback. NULL is a no-op.

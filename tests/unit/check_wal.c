@@ -303,6 +303,33 @@ START_TEST(test_wal_overwrite)
 }
 END_TEST
 
+/* wal_open_after: entries the caller already holds come back with index,
+ * term and type but no data; the rest in full. */
+START_TEST(test_wal_open_after)
+{
+	struct wal_replay rp;
+	struct wal *w = open_ok(&rp);
+
+	wal_replay_free(&rp);
+	for (uint64_t i = 1; i <= 10; i++)
+		save_one(w, i, 1 + i / 5, (int)i);
+	ck_assert_int_eq(wal_sync_now(w), 0);
+	ck_assert_int_eq(wal_close(w), 0);
+	ck_assert_int_eq(wal_open_after(wdir, "meta!", 5, 6, &w, &rp), 0);
+	ck_assert_uint_eq(rp.n_entries, 10);
+	for (uint64_t i = 1; i <= 6; i++) {
+		ck_assert_uint_eq(rp.entries[i - 1].index, i);
+		ck_assert_uint_eq(rp.entries[i - 1].term, 1 + i / 5);
+		ck_assert_uint_eq(rp.entries[i - 1].type, (uint32_t)i);
+		ck_assert_uint_eq(rp.entries[i - 1].len, 0);
+	}
+	for (uint64_t i = 7; i <= 10; i++)
+		check_ent(&rp.entries[i - 1], i, 1 + i / 5, (int)i);
+	wal_replay_free(&rp);
+	ck_assert_int_eq(wal_close(w), 0);
+}
+END_TEST
+
 /* ---- torn tails ----------------------------------------------------- */
 
 /* Build 1..4 (4 in its own sync) and return the segment's bytes. */
@@ -771,6 +798,7 @@ Suite *wal_suite(void)
 	tcase_add_checked_fixture(tc, wal_setup, wal_teardown);
 	tcase_add_test(tc, test_wal_round_trip);
 	tcase_add_test(tc, test_wal_bad_args);
+	tcase_add_test(tc, test_wal_open_after);
 	tcase_add_test(tc, test_wal_overwrite);
 	tcase_add_test(tc, test_wal_torn_every_offset);
 	tcase_add_test(tc, test_wal_garbage_after_end);
