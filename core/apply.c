@@ -21,6 +21,14 @@
 #include "net/proto/pbutil.h"
 #include "net/proto/raft_internal.pb.h"
 
+/* InternalRaftRequest field numbers of the requests applied here. */
+enum {
+	APPLY_FIELD_PUT = 4,
+	APPLY_FIELD_DELETE_RANGE = 5,
+	APPLY_FIELD_TXN = 6,
+	APPLY_FIELD_COMPACTION = 7,
+};
+
 /* The recursive txn member of RequestOp/ResponseOp is a pointer (it breaks
  * the TxnRequest -> RequestOp -> TxnRequest cycle for nanopb). */
 #define OP_TXN(op) ((op)->request.request_txn)
@@ -1021,28 +1029,84 @@ etcdserverpb_ResponseHeader apply_header_at(const struct apply_ctx *a,
 	return make_header(a, rev);
 }
 
+/* A request kind core/apply does not know: decode the whole (large)
+ * InternalRaftRequest for the extension applier. */
+static void apply_other(struct apply_ctx *a, const uint8_t *data, size_t len,
+			bool want_resp, struct apply_out *out)
+{
+	etcdserverpb_InternalRaftRequest *req = calloc(1, sizeof(*req));
+
+	if (!req) {
+		out->err = -ENOMEM;
+		return;
+	}
+	if (pbu_decode(&etcdserverpb_InternalRaftRequest_msg, req, data,
+		       len) < 0)
+		out->err = CAIRN_EBAD_REQUEST;
+	else if (!a->ext || !a->ext(a->ext_arg, a, req, want_resp, out))
+		out->err = CAIRN_EBAD_REQUEST;
+	pb_release(&etcdserverpb_InternalRaftRequest_msg, req);
+	free(req);
+}
+
+/* Decode a KV request into *m (a struct of desc's type); pb_release'd by
+ * the caller. */
+static int decode_req(const pb_msgdesc_t *desc, void *m, const uint8_t *p,
+		      size_t n, struct apply_out *out)
+{
+	if (pbu_decode(desc, m, p, n) < 0) {
+		out->err = CAIRN_EBAD_REQUEST;
+		return -1;
+	}
+	return 0;
+}
+
 void apply_entry(struct apply_ctx *a, const uint8_t *data, size_t len,
 		 bool want_resp, uint64_t *id, struct apply_out *out)
 {
-	etcdserverpb_InternalRaftRequest req = {0};
+	union {
+		etcdserverpb_PutRequest put;
+		etcdserverpb_DeleteRangeRequest del;
+		etcdserverpb_TxnRequest txn;
+		etcdserverpb_CompactionRequest compact;
+	} u;
+	const pb_msgdesc_t *desc = NULL;
+	const uint8_t *req;
+	uint32_t field;
+	size_t req_len;
 
 	memset(out, 0, sizeof(*out));
-	*id = 0;
-	if (pbu_decode(&etcdserverpb_InternalRaftRequest_msg, &req, data,
-		       len) < 0) {
+	memset(&u, 0, sizeof(u));
+	/* only the request inside is decoded: the whole InternalRaftRequest
+	 * is a large struct whose decoding would cost more than the apply */
+	if (pbu_unwrap_internal(data, len, id, &field, &req, &req_len) < 0) {
 		out->err = CAIRN_EBAD_REQUEST;
 		return;
 	}
-	*id = req.has_header ? req.header.ID : req.ID;
-	if (req.has_put)
-		apply_put(a, &req.put, want_resp, out);
-	else if (req.has_delete_range)
-		apply_delete(a, &req.delete_range, want_resp, out);
-	else if (req.has_txn)
-		apply_txn(a, &req.txn, want_resp, out);
-	else if (req.has_compaction)
-		apply_compaction(a, &req.compaction, want_resp, out);
-	else if (!a->ext || !a->ext(a->ext_arg, a, &req, want_resp, out))
-		out->err = CAIRN_EBAD_REQUEST;
-	pb_release(&etcdserverpb_InternalRaftRequest_msg, &req);
+	switch (field) {
+	case APPLY_FIELD_PUT:
+		desc = &etcdserverpb_PutRequest_msg;
+		if (decode_req(desc, &u.put, req, req_len, out) == 0)
+			apply_put(a, &u.put, want_resp, out);
+		break;
+	case APPLY_FIELD_DELETE_RANGE:
+		desc = &etcdserverpb_DeleteRangeRequest_msg;
+		if (decode_req(desc, &u.del, req, req_len, out) == 0)
+			apply_delete(a, &u.del, want_resp, out);
+		break;
+	case APPLY_FIELD_TXN:
+		desc = &etcdserverpb_TxnRequest_msg;
+		if (decode_req(desc, &u.txn, req, req_len, out) == 0)
+			apply_txn(a, &u.txn, want_resp, out);
+		break;
+	case APPLY_FIELD_COMPACTION:
+		desc = &etcdserverpb_CompactionRequest_msg;
+		if (decode_req(desc, &u.compact, req, req_len, out) == 0)
+			apply_compaction(a, &u.compact, want_resp, out);
+		break;
+	default:
+		apply_other(a, data, len, want_resp, out);
+		return;
+	}
+	pb_release(desc, &u);
 }

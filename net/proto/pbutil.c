@@ -397,3 +397,71 @@ fail:
 	free(buf);
 	return err;
 }
+
+/* Read RequestHeader.ID (field 1) from a header submessage. */
+static bool pbu_header_id(pb_istream_t *sub, uint64_t *id)
+{
+	while (sub->bytes_left) {
+		pb_wire_type_t wt;
+		uint32_t tag;
+		bool eof;
+
+		if (!pb_decode_tag(sub, &wt, &tag, &eof))
+			return false;
+		if (tag == 1 && wt == PB_WT_VARINT) {
+			if (!pb_decode_varint(sub, id))
+				return false;
+		} else if (!pb_skip_field(sub, wt)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+int pbu_unwrap_internal(const uint8_t *buf, size_t len, uint64_t *id,
+			uint32_t *field_no, const uint8_t **req,
+			size_t *req_len)
+{
+	pb_istream_t is = pbslice_istream(buf, len);
+
+	*id = 0;
+	*field_no = 0;
+	*req = NULL;
+	*req_len = 0;
+	while (is.bytes_left) {
+		pb_wire_type_t wt;
+		uint32_t tag;
+		bool eof;
+		pb_istream_t sub;
+
+		if (!pb_decode_tag(&is, &wt, &tag, &eof))
+			return CAIRN_EBAD_REQUEST;
+		if (tag == 1 && wt == PB_WT_VARINT) { /* legacy ID */
+			if (!pb_decode_varint(&is, id))
+				return CAIRN_EBAD_REQUEST;
+			continue;
+		}
+		if (wt != PB_WT_STRING) {
+			if (!pb_skip_field(&is, wt))
+				return CAIRN_EBAD_REQUEST;
+			continue;
+		}
+		if (!pb_make_string_substream(&is, &sub))
+			return CAIRN_EBAD_REQUEST;
+		if (tag == PBU_INTERNAL_HEADER_FIELD) {
+			if (!pbu_header_id(&sub, id))
+				return CAIRN_EBAD_REQUEST;
+		} else if (pbu_internal_field_ok(tag)) {
+			*field_no = tag;
+			*req = sub.state; /* a buffer stream: state is the cursor */
+			*req_len = sub.bytes_left;
+			sub.state = (uint8_t *)sub.state + sub.bytes_left;
+			sub.bytes_left = 0;
+		} else if (!pb_read(&sub, NULL, sub.bytes_left)) {
+			return CAIRN_EBAD_REQUEST;
+		}
+		if (!pb_close_string_substream(&is, &sub))
+			return CAIRN_EBAD_REQUEST;
+	}
+	return *field_no ? 0 : CAIRN_EBAD_REQUEST;
+}

@@ -162,4 +162,14 @@ void pbu_sink_bytes(pb_callback_t *cb, struct pbu_bytes_sink *sink);
 int pbu_wrap_internal(uint64_t id, uint32_t field_no, const uint8_t *req,
 		      size_t req_len, uint8_t **out, size_t *out_len);
 
+/* The other way: find the header ID and the one request field of an
+ * encoded InternalRaftRequest without decoding the (large) whole message.
+ * *req points into buf. Fields other than the header, the legacy ID and
+ * length-delimited request fields are skipped; with several request
+ * fields the last wins, as protobuf merging would have it.
+ * Errors: CAIRN_EBAD_REQUEST (malformed, or no request field). */
+int pbu_unwrap_internal(const uint8_t *buf, size_t len, uint64_t *id,
+			uint32_t *field_no, const uint8_t **req,
+			size_t *req_len);
+
 #endif
