@@ -910,6 +910,45 @@ START_TEST(mixed_callbacks_delegate)
 }
 END_TEST
 
+/* pbu_unwrap_internal finds what pbu_wrap_internal wrote, without
+ * decoding the whole InternalRaftRequest, and refuses damaged input. */
+START_TEST(unwrap_internal_round_trip)
+{
+	static const uint8_t req[] = {0x0a, 0x03, 'k', 'e', 'y'};
+	const uint8_t *got;
+	uint8_t *buf = NULL;
+	size_t len = 0, got_len;
+	uint64_t id;
+	uint32_t field;
+
+	ck_assert_int_eq(pbu_wrap_internal(0xfeedbeefULL, 6, req, sizeof(req),
+					   &buf, &len),
+			 0);
+	ck_assert_int_eq(pbu_unwrap_internal(buf, len, &id, &field, &got,
+					     &got_len),
+			 0);
+	ck_assert_uint_eq(id, 0xfeedbeefULL);
+	ck_assert_uint_eq(field, 6);
+	ck_assert_uint_eq(got_len, sizeof(req));
+	ck_assert_mem_eq(got, req, sizeof(req));
+	/* every truncation is refused or finds no request */
+	for (size_t cut = 0; cut < len; cut++)
+		ck_assert_int_eq(pbu_unwrap_internal(buf, cut, &id, &field,
+						     &got, &got_len),
+				 CAIRN_EBAD_REQUEST);
+	free(buf);
+	/* an empty request still counts: field 7 with zero bytes */
+	ck_assert_int_eq(pbu_wrap_internal(0, 7, NULL, 0, &buf, &len), 0);
+	ck_assert_int_eq(pbu_unwrap_internal(buf, len, &id, &field, &got,
+					     &got_len),
+			 0);
+	ck_assert_uint_eq(id, 0);
+	ck_assert_uint_eq(field, 7);
+	ck_assert_uint_eq(got_len, 0);
+	free(buf);
+}
+END_TEST
+
 Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -917,6 +956,7 @@ Suite *proto_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, put_big_value_round_trip);
+	tcase_add_test(tc, unwrap_internal_round_trip);
 	tcase_add_test(tc, range_request_round_trip);
 	tcase_add_test(tc, empty_bytes_follow_proto3);
 	tcase_add_test(tc, last_occurrence_wins);
