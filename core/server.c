@@ -753,6 +753,34 @@ static int start_raft(struct server *s, struct wal_replay *rp, char *errbuf,
 	return err;
 }
 
+/* A new WAL beside an engine that already holds applied entries (e.g.
+ * etcd's member/snap/db copied in): the engine's state is a snapshot at
+ * its consistent index, so the new log starts after it. The marker is
+ * made durable before raft starts. */
+static int adopt_engine(struct server *s, struct wal_replay *rp,
+			char *errbuf, size_t errlen)
+{
+	int err;
+
+	if (s->applied_index == 0 || rp->n_entries || rp->has_hs ||
+	    rp->snap_index)
+		return 0;
+	log_info("the engine holds index %llu and the WAL is new: starting the "
+		 "raft log after it",
+		 (unsigned long long)s->applied_index);
+	err = wal_save_snapshot(s->wal, s->applied_index, 1);
+	if (err == 0)
+		err = wal_sync_now(s->wal);
+	if (err < 0) {
+		snprintf(errbuf, errlen, "cannot write the WAL in %s/wal: %s",
+			 s->member_dir, cairn_strerror(err));
+		return err;
+	}
+	rp->snap_index = s->applied_index;
+	rp->snap_term = 1;
+	return 0;
+}
+
 static int open_wal(struct server *s, char *errbuf, size_t errlen)
 {
 	struct wal_replay rp;
@@ -777,7 +805,9 @@ static int open_wal(struct server *s, char *errbuf, size_t errlen)
 		s->member_id = get_be64(rp.meta);
 		s->cluster_id = get_be64(rp.meta + 8);
 	}
-	err = start_raft(s, &rp, errbuf, errlen);
+	err = adopt_engine(s, &rp, errbuf, errlen);
+	if (err == 0)
+		err = start_raft(s, &rp, errbuf, errlen);
 	wal_replay_free(&rp);
 	return err;
 }
@@ -826,7 +856,10 @@ int server_open(struct event_base *base, const struct config *cfg,
 	/* one voter: no one to wait for, elect at once (fast start) */
 	if ((err = raft_campaign(s->raft)) < 0)
 		goto fail;
-	process_ready(s);
+	/* the first Ready (which applies the entries replayed from the WAL)
+	 * runs at the first loop turn: modules started after server_open
+	 * (the lessor's extension applier) must see those entries */
+	schedule_ready(s);
 	*out = s;
 	return 0;
 fail:
@@ -841,15 +874,16 @@ void server_close(struct server *s)
 	if (!s)
 		return;
 	s->stopping = true;
+	/* let the in-flight fsync finish and its entries apply: they may
+	 * already be acknowledged to a client (bounded); before the close
+	 * hooks, since applying them may need a module (the lessor) */
+	for (int i = 0; i < 3000 && s->rd_pending && s->bio; i++)
+		event_base_loop(s->base, EVLOOP_ONCE);
 	while (s->n_close_hooks > 0) {
 		s->n_close_hooks--;
 		s->close_hooks[s->n_close_hooks].fn(
 			s->close_hooks[s->n_close_hooks].arg);
 	}
-	/* let the in-flight fsync finish and its entries apply: they may
-	 * already be acknowledged to a client (bounded) */
-	for (int i = 0; i < 3000 && s->rd_pending && s->bio; i++)
-		event_base_loop(s->base, EVLOOP_ONCE);
 	waiters_fail_all(s, CAIRN_ESTOPPED);
 	if (s->tick_ev)
 		event_free(s->tick_ev);

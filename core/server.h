@@ -96,9 +96,10 @@ int server_defrag(struct server *s);
  * 0, or -ENOSPC past SERVER_MAX_HOOKS. */
 int server_on_change(struct server *s, mvcc_observer_fn fn, void *arg);
 
-/* Call fn(arg) first thing in server_close, in reverse registration
- * order, while MVCC and the engine are still open (free what uses them).
- * 0, or -ENOSPC. */
+/* Call fn(arg) in server_close, in reverse registration order, once the
+ * in-flight fsync is done and its entries applied, while MVCC and the
+ * engine are still open (free what uses them; writes into the engine
+ * batch are committed with sync right after). 0, or -ENOSPC. */
 int server_on_close(struct server *s, void (*fn)(void *arg), void *arg);
 
 struct event_base *server_event_base(const struct server *s);

@@ -15,6 +15,9 @@
 #include <string.h>
 
 #include "engines/engine.h"
+#ifdef HAVE_BOLT
+#include "engines/bolt/bolt.h"
+#endif
 #ifdef HAVE_SQLITE
 #include "engines/sqlite.h"
 #endif
@@ -30,6 +33,9 @@
  * Order matters only without CAIRN_DEFAULT_ENGINE: the first is then the
  * default. */
 static const struct engine_ops *const engine_builtin[] = {
+#ifdef HAVE_BOLT
+	&bolt_engine_ops,
+#endif
 #ifdef HAVE_SQLITE
 	&sqlite_engine_ops,
 #endif
