@@ -17,6 +17,7 @@
 #include "engines/engine.h"
 #include "net/grpc.h"
 #include "net/kvservice.h"
+#include "net/snapshot.h"
 
 /* etcd's grpc server accepts this much beyond --max-request-bytes, so a
  * slightly larger request reaches the server's own size check. */
@@ -91,6 +92,7 @@ static int serve(struct config *c)
 	gcfg.max_concurrent_streams = (uint32_t)c->max_concurrent_streams;
 	if ((err = grpc_server_create(base, &gcfg, &gs)) < 0 ||
 	    (err = kvservice_register(gs, srv)) < 0 ||
+	    (err = snapshot_register(gs, srv)) < 0 ||
 	    (err = listen_all(gs, c, urls, sizeof(urls))) < 0)
 		goto out;
 	sigint = evsignal_new(base, SIGINT, on_signal, base);

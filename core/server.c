@@ -587,6 +587,11 @@ struct event_base *server_event_base(const struct server *s)
 	return s->base;
 }
 
+struct bio *server_bio(const struct server *s)
+{
+	return s->bio;
+}
+
 struct mvcc *server_mvcc(const struct server *s)
 {
 	return s->mvcc;

@@ -103,6 +103,8 @@ int server_on_change(struct server *s, mvcc_observer_fn fn, void *arg);
 int server_on_close(struct server *s, void (*fn)(void *arg), void *arg);
 
 struct event_base *server_event_base(const struct server *s);
+/* The helper-thread pool (core/util/bio.h), for slow disk work. */
+struct bio *server_bio(const struct server *s);
 struct mvcc *server_mvcc(const struct server *s);
 /* The engine, for buckets beside MVCC's (e.g. "lease"): writes go into
  * the current batch, which commits with the applied index. */
