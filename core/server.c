@@ -489,12 +489,18 @@ int server_propose(struct server *s, enum server_req kind, const uint8_t *req,
 		free(data);
 		return CAIRN_EREQUEST_TOO_LARGE;
 	}
+	/* the waiter first: once proposed, the entry will apply, and its
+	 * client must hear of it */
+	if ((err = waiter_add(s, id, done, arg)) < 0) {
+		free(data);
+		return err;
+	}
 	err = raft_propose(s->raft, data, dlen, &index);
 	free(data);
-	if (err < 0)
+	if (err < 0) {
+		free(waiter_take(s, id));
 		return err;
-	if ((err = waiter_add(s, id, done, arg)) < 0)
-		return err; /* the entry still applies; nobody waits */
+	}
 	schedule_ready(s);
 	return 0;
 }
