@@ -18,6 +18,8 @@
 #include "net/grpc.h"
 #include "net/kvservice.h"
 #include "net/snapshot.h"
+#include "net/watchservice.h"
+#include "net/leaseservice.h"
 
 /* etcd's grpc server accepts this much beyond --max-request-bytes, so a
  * slightly larger request reaches the server's own size check. */
@@ -93,6 +95,8 @@ static int serve(struct config *c)
 	if ((err = grpc_server_create(base, &gcfg, &gs)) < 0 ||
 	    (err = kvservice_register(gs, srv)) < 0 ||
 	    (err = snapshot_register(gs, srv)) < 0 ||
+	    (err = watchservice_register(gs, srv)) < 0 ||
+	    (err = leaseservice_register(gs, srv)) < 0 ||
 	    (err = listen_all(gs, c, urls, sizeof(urls))) < 0)
 		goto out;
 	sigint = evsignal_new(base, SIGINT, on_signal, base);
@@ -132,6 +136,12 @@ int main(int argc, char **argv)
 	err = config_parse(&c, argc, argv, NULL, err_msg, sizeof(err_msg));
 	if (err == 0 && !c.show_help && !c.show_version)
 		err = config_validate(&c, err_msg, sizeof(err_msg));
+	if (err == 0 && watchservice_progress_from_args(argc, argv) < 0) {
+		/* conf/ accepts and ignores the flag; watch reads it */
+		snprintf(err_msg, sizeof(err_msg), "invalid value for flag "
+			 "--experimental-watch-progress-notify-interval");
+		err = -EINVAL;
+	}
 	if (err < 0) {
 		/* etcd: 2 for a bad command line, 1 for env/file/validation */
 		fprintf(stderr, "cairn: %s\n", err_msg);
