@@ -178,6 +178,11 @@ const struct copt config_opts[] = {
 	BOOL("debug", debug,
 	     "Enable debug-level logging. Use '--log-level=debug' instead."),
 
+	/* Experimental */
+	DUR("experimental-watch-progress-notify-interval",
+	    watch_progress_notify_ms, "'10m0s'",
+	    "Duration of periodic watch progress notifications."),
+
 	/* cairn */
 	STR("backend", backend, "(built-in default engine)",
 	    "Storage engine: one of the engines this binary was built with "
@@ -226,7 +231,6 @@ const struct copt config_opts[] = {
 	IGN("experimental-enable-v2v3"),
 	IGN("experimental-backend-bbolt-freelist-type"),
 	IGN("experimental-compaction-batch-limit"),
-	IGN("experimental-watch-progress-notify-interval"),
 	IGN("experimental-warning-apply-duration"),
 	IGNB("initial-election-tick-advance"),
 	IGNB("pre-vote"),
@@ -323,6 +327,7 @@ void config_defaults(struct config *c, const char *default_backend)
 	c->max_txn_ops = CONFIG_DEFAULT_MAX_TXN_OPS;
 	c->max_concurrent_streams = CONFIG_DEFAULT_MAX_STREAMS;
 	c->grpc_keepalive_min_time_ms = CONFIG_DEFAULT_KEEPALIVE_MIN_TIME_MS;
+	c->watch_progress_notify_ms = CONFIG_DEFAULT_WATCH_PROGRESS_MS;
 	c->grpc_keepalive_interval_ms = CONFIG_DEFAULT_KEEPALIVE_INTERVAL_MS;
 	c->grpc_keepalive_timeout_ms = CONFIG_DEFAULT_KEEPALIVE_TIMEOUT_MS;
 	def_url(c, &c->listen_client_urls, &c->n_listen_client_urls,

@@ -136,12 +136,6 @@ int main(int argc, char **argv)
 	err = config_parse(&c, argc, argv, NULL, err_msg, sizeof(err_msg));
 	if (err == 0 && !c.show_help && !c.show_version)
 		err = config_validate(&c, err_msg, sizeof(err_msg));
-	if (err == 0 && watchservice_progress_from_args(argc, argv) < 0) {
-		/* conf/ accepts and ignores the flag; watch reads it */
-		snprintf(err_msg, sizeof(err_msg), "invalid value for flag "
-			 "--experimental-watch-progress-notify-interval");
-		err = -EINVAL;
-	}
 	if (err < 0) {
 		/* etcd: 2 for a bad command line, 1 for env/file/validation */
 		fprintf(stderr, "cairn: %s\n", err_msg);

@@ -20,11 +20,7 @@
 #include "net/proto/pbutil.h"
 #include "net/proto/rpc.pb.h"
 
-#define WSVC_FLAG "experimental-watch-progress-notify-interval"
 #define WSVC_GRPC_OVERHEAD (512 * 1024)
-#define WSVC_ENV "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL"
-
-static uint64_t wsvc_progress_ms = WATCH_PROGRESS_MS;
 
 struct wsvc {
 	struct server *srv;
@@ -310,7 +306,7 @@ int watchservice_register(struct grpc_server *gs, struct server *srv)
 	if (!w->max_bytes)
 		w->max_bytes = 1572864; /* etcd's default, 1.5 MiB */
 	w->max_bytes += WSVC_GRPC_OVERHEAD;
-	cfg.progress_ms = wsvc_progress_ms;
+	cfg.progress_ms = server_config(srv)->watch_progress_notify_ms;
 	if ((err = watch_hub_create(server_event_base(srv), server_mvcc(srv),
 				    &cfg, &w->hub)) < 0)
 		goto fail;
@@ -326,74 +322,4 @@ fail:
 	else
 		log_error("watch: no server hook slot left");
 	return err;
-}
-
-/* ---- the progress interval flag ---------------------------------------- */
-
-/* A Go duration: one or more <number><unit>, units h m s ms us µs ns. */
-static int parse_duration_ms(const char *s, uint64_t *ms)
-{
-	double total = 0;
-
-	if (!s || !*s)
-		return -EINVAL;
-	while (*s) {
-		char *e;
-		double v = strtod(s, &e);
-		double mul;
-
-		if (e == s || v < 0)
-			return -EINVAL;
-		s = e;
-		if (!strncmp(s, "ms", 2))
-			mul = 1, s += 2;
-		else if (!strncmp(s, "us", 2))
-			mul = 1e-3, s += 2;
-		else if (!strncmp(s, "\xc2\xb5s", 3))
-			mul = 1e-3, s += 3;
-		else if (!strncmp(s, "ns", 2))
-			mul = 1e-6, s += 2;
-		else if (*s == 'h')
-			mul = 3600e3, s++;
-		else if (*s == 'm')
-			mul = 60e3, s++;
-		else if (*s == 's')
-			mul = 1e3, s++;
-		else
-			return -EINVAL;
-		total += v * mul;
-	}
-	if (total < 1)
-		return -EINVAL;
-	*ms = (uint64_t)total;
-	return 0;
-}
-
-int watchservice_progress_from_args(int argc, char **argv)
-{
-	const char *val = getenv(WSVC_ENV);
-	size_t fl = strlen(WSVC_FLAG);
-
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		/* Go flags: -flag and --flag alike */
-		if (a[0] != '-')
-			continue;
-		a += a[1] == '-' ? 2 : 1;
-		if (strncmp(a, WSVC_FLAG, fl) != 0)
-			continue;
-		if (a[fl] == '=')
-			val = a + fl + 1;
-		else if (a[fl] == '\0' && i + 1 < argc)
-			val = argv[++i];
-	}
-	if (!val)
-		return 0;
-	return parse_duration_ms(val, &wsvc_progress_ms);
-}
-
-uint64_t watchservice_progress_ms(void)
-{
-	return wsvc_progress_ms;
 }

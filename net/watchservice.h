@@ -21,19 +21,9 @@ struct server;
  * by server_close through server_on_close) and register the Watch
  * method. srv and gs must outlive the registration; gs must be destroyed
  * before srv is closed (as main does). The periodic progress interval is
- * watchservice_progress_ms() at the time of the call.
+ * the config's --experimental-watch-progress-notify-interval.
  * 0, -ENOMEM, -ENOSPC (no server hook slot left), -EEXIST. */
 int watchservice_register(struct grpc_server *gs, struct server *srv);
 
-/* The periodic progress_notify interval in ms: etcd's
- * --experimental-watch-progress-notify-interval (a Go duration, "10m",
- * "5s", "500ms", "1m30s") looked up in argv (--flag=value or --flag
- * value) and then in ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL;
- * default 10 minutes. The config module accepts and ignores the flag, so
- * main calls this with its argv before watchservice_register.
- * Returns 0, or -EINVAL for a malformed or non-positive duration (then
- * the interval is unchanged). */
-int watchservice_progress_from_args(int argc, char **argv);
-uint64_t watchservice_progress_ms(void);
 
 #endif
