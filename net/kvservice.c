@@ -19,38 +19,22 @@
 #include "core/server.h"
 #include "core/util/log.h"
 #include "net/grpc.h"
+#include "net/rpcreply.h"
 #include "net/proto/pbutil.h"
 #include "net/proto/rpc.pb.h"
 
-static void fail(struct grpc_call *call, int err)
-{
-	grpc_call_fail(call, cairn_grpc_status(err), cairn_strerror(err));
-}
 
-static void reply_out(struct grpc_call *call, struct apply_out *out)
-{
-	if (out->err)
-		fail(call, out->err);
-	else
-		grpc_call_reply(call, out->buf, out->len);
-	free(out->buf);
-	out->buf = NULL;
-}
 
 /* ---- writes: through raft ------------------------------------------------ */
 
-static void write_done(void *arg, struct apply_out *out)
-{
-	reply_out(arg, out);
-}
 
 static void propose(struct grpc_call *call, struct server *srv,
 		    enum server_req kind, const uint8_t *msg, size_t len)
 {
-	int err = server_propose(srv, kind, msg, len, write_done, call);
+	int err = server_propose(srv, kind, msg, len, rpc_done, call);
 
 	if (err < 0)
-		fail(call, err);
+		rpc_fail(call, err);
 }
 
 static void h_put(struct grpc_call *call, const uint8_t *msg, size_t len,
@@ -63,7 +47,7 @@ static void h_put(struct grpc_call *call, const uint8_t *msg, size_t len,
 		err = apply_check_put(&req);
 	pb_release(&etcdserverpb_PutRequest_msg, &req);
 	if (err < 0)
-		fail(call, err);
+		rpc_fail(call, err);
 	else
 		propose(call, ctx, SERVER_REQ_PUT, msg, len);
 }
@@ -79,7 +63,7 @@ static void h_delete(struct grpc_call *call, const uint8_t *msg, size_t len,
 		err = apply_check_delete(&req);
 	pb_release(&etcdserverpb_DeleteRangeRequest_msg, &req);
 	if (err < 0)
-		fail(call, err);
+		rpc_fail(call, err);
 	else
 		propose(call, ctx, SERVER_REQ_DELETE_RANGE, msg, len);
 }
@@ -93,7 +77,7 @@ static void h_compact(struct grpc_call *call, const uint8_t *msg, size_t len,
 
 	pb_release(&etcdserverpb_CompactionRequest_msg, &req);
 	if (err < 0)
-		fail(call, err);
+		rpc_fail(call, err);
 	else
 		propose(call, ctx, SERVER_REQ_COMPACTION, msg, len);
 }
@@ -125,7 +109,7 @@ static void read_run(void *arg, int err)
 	struct apply_out out = {0};
 
 	if (err < 0) {
-		fail(r->call, err);
+		rpc_fail(r->call, err);
 	} else {
 		struct apply_ctx *a = server_apply_ctx(r->srv);
 
@@ -133,7 +117,7 @@ static void read_run(void *arg, int err)
 			apply_txn_local(a, &r->u.txn, &out);
 		else
 			apply_range(a, &r->u.range, &out);
-		reply_out(r->call, &out);
+		rpc_reply_out(r->call, &out);
 	}
 	read_free(r);
 }
@@ -153,7 +137,7 @@ static void h_range(struct grpc_call *call, const uint8_t *msg, size_t len,
 	int err;
 
 	if (!r) {
-		fail(call, -ENOMEM);
+		rpc_fail(call, -ENOMEM);
 		return;
 	}
 	r->srv = ctx;
@@ -162,7 +146,7 @@ static void h_range(struct grpc_call *call, const uint8_t *msg, size_t len,
 	if (err == 0)
 		err = apply_check_range(&r->u.range);
 	if (err < 0) {
-		fail(call, err);
+		rpc_fail(call, err);
 		read_free(r);
 		return;
 	}
@@ -177,7 +161,7 @@ static void h_txn(struct grpc_call *call, const uint8_t *msg, size_t len,
 	int err;
 
 	if (!r) {
-		fail(call, -ENOMEM);
+		rpc_fail(call, -ENOMEM);
 		return;
 	}
 	r->srv = srv;
@@ -188,7 +172,7 @@ static void h_txn(struct grpc_call *call, const uint8_t *msg, size_t len,
 		err = apply_check_txn(&r->u.txn,
 				      server_config(srv)->max_txn_ops);
 	if (err < 0) {
-		fail(call, err);
+		rpc_fail(call, err);
 		read_free(r);
 		return;
 	}
@@ -202,19 +186,6 @@ static void h_txn(struct grpc_call *call, const uint8_t *msg, size_t len,
 
 /* ---- Maintenance and Cluster ------------------------------------------- */
 
-static void reply_msg(struct grpc_call *call, const pb_msgdesc_t *d,
-		      const void *m)
-{
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	int err = pbu_encode_alloc(d, m, &buf, &len);
-
-	if (err < 0)
-		fail(call, err);
-	else
-		grpc_call_reply(call, buf, len);
-	free(buf);
-}
 
 static void h_status(struct grpc_call *call, const uint8_t *msg, size_t len,
 		     void *ctx)
@@ -236,7 +207,7 @@ static void h_status(struct grpc_call *call, const uint8_t *msg, size_t len,
 	resp.raftTerm = st.term;
 	resp.raftAppliedIndex = st.applied_index;
 	resp.isLearner = st.is_learner;
-	reply_msg(call, &etcdserverpb_StatusResponse_msg, &resp);
+	rpc_reply_msg(call, &etcdserverpb_StatusResponse_msg, &resp);
 }
 
 static void h_alarm(struct grpc_call *call, const uint8_t *msg, size_t len,
@@ -250,7 +221,7 @@ static void h_alarm(struct grpc_call *call, const uint8_t *msg, size_t len,
 	 * check): every action answers with the empty alarm list */
 	resp.has_header = true;
 	resp.header = apply_header(server_apply_ctx(ctx));
-	reply_msg(call, &etcdserverpb_AlarmResponse_msg, &resp);
+	rpc_reply_msg(call, &etcdserverpb_AlarmResponse_msg, &resp);
 }
 
 static void h_defrag(struct grpc_call *call, const uint8_t *msg, size_t len,
@@ -262,12 +233,12 @@ static void h_defrag(struct grpc_call *call, const uint8_t *msg, size_t len,
 	(void)msg;
 	(void)len;
 	if ((err = server_defrag(ctx)) < 0) {
-		fail(call, err);
+		rpc_fail(call, err);
 		return;
 	}
 	resp.has_header = true;
 	resp.header = apply_header(server_apply_ctx(ctx));
-	reply_msg(call, &etcdserverpb_DefragmentResponse_msg, &resp);
+	rpc_reply_msg(call, &etcdserverpb_DefragmentResponse_msg, &resp);
 }
 
 static char **url_strings(const struct config_url *u, size_t n)
@@ -318,14 +289,14 @@ static void h_member_list(struct grpc_call *call, const uint8_t *msg,
 	m.clientURLs = url_strings(c->advertise_client_urls,
 				   c->n_advertise_client_urls);
 	if (!m.peerURLs || !m.clientURLs) {
-		fail(call, -ENOMEM);
+		rpc_fail(call, -ENOMEM);
 		goto out;
 	}
 	resp.has_header = true;
 	resp.header = apply_header(server_apply_ctx(srv));
 	resp.members_count = 1;
 	resp.members = &m;
-	reply_msg(call, &etcdserverpb_MemberListResponse_msg, &resp);
+	rpc_reply_msg(call, &etcdserverpb_MemberListResponse_msg, &resp);
 out:
 	free_strings(m.peerURLs, m.peerURLs_count);
 	free_strings(m.clientURLs, m.clientURLs_count);

@@ -24,27 +24,11 @@
 #include "core/server.h"
 #include "core/util/log.h"
 #include "net/grpc.h"
+#include "net/rpcreply.h"
 #include "net/proto/pbutil.h"
 #include "net/proto/rpc.pb.h"
 
-static void fail(struct grpc_call *call, int err)
-{
-	grpc_call_fail(call, cairn_grpc_status(err), cairn_strerror(err));
-}
 
-static void reply_msg(struct grpc_call *call, const pb_msgdesc_t *d,
-		      const void *m)
-{
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	int err = pbu_encode_alloc(d, m, &buf, &len);
-
-	if (err < 0)
-		fail(call, err);
-	else
-		grpc_call_reply(call, buf, len);
-	free(buf);
-}
 
 static etcdserverpb_ResponseHeader header(struct lessor *l)
 {
@@ -53,16 +37,6 @@ static etcdserverpb_ResponseHeader header(struct lessor *l)
 
 /* ---- Grant, Revoke: through raft ------------------------------------ */
 
-static void write_done(void *arg, struct apply_out *out)
-{
-	struct grpc_call *call = arg;
-
-	if (out->err)
-		fail(call, out->err);
-	else
-		grpc_call_reply(call, out->buf, out->len);
-	free(out->buf);
-}
 
 /* A random positive ID not in use (etcd: a generated request ID with the
  * sign bit cleared). 63 random bits make a clash with any ID ever used
@@ -100,10 +74,10 @@ static void h_grant(struct grpc_call *call, const uint8_t *msg, size_t len,
 	if (err == 0)
 		err = server_propose(lessor_server(l), SERVER_REQ_LEASE_GRANT,
 				     buf ? buf : msg, buf ? blen : len,
-				     write_done, call);
+				     rpc_done, call);
 	free(buf);
 	if (err < 0)
-		fail(call, err);
+		rpc_fail(call, err);
 }
 
 static void h_revoke(struct grpc_call *call, const uint8_t *msg, size_t len,
@@ -120,9 +94,9 @@ static void h_revoke(struct grpc_call *call, const uint8_t *msg, size_t len,
 		err = CAIRN_ELEASE_NOT_FOUND;
 	if (err == 0)
 		err = server_propose(lessor_server(l), SERVER_REQ_LEASE_REVOKE,
-				     msg, len, write_done, call);
+				     msg, len, rpc_done, call);
 	if (err < 0)
-		fail(call, err);
+		rpc_fail(call, err);
 }
 
 /* ---- TimeToLive, Leases: local ------------------------------------------ */
@@ -158,7 +132,7 @@ static void h_ttl(struct grpc_call *call, const uint8_t *msg, size_t len,
 			     msg, len);
 
 	if (err < 0) {
-		fail(call, err);
+		rpc_fail(call, err);
 		return;
 	}
 	lessor_sync_leader(l);
@@ -167,7 +141,7 @@ static void h_ttl(struct grpc_call *call, const uint8_t *msg, size_t len,
 	resp.ID = req.ID;
 	if (lessor_lookup(l, req.ID, &info) < 0) {
 		resp.TTL = -1; /* etcd's answer for an unknown lease */
-		reply_msg(call, &etcdserverpb_LeaseTimeToLiveResponse_msg,
+		rpc_reply_msg(call, &etcdserverpb_LeaseTimeToLiveResponse_msg,
 			  &resp);
 		return;
 	}
@@ -179,12 +153,12 @@ static void h_ttl(struct grpc_call *call, const uint8_t *msg, size_t len,
 		if (!kl.v ||
 		    lessor_foreach_key(l, req.ID, add_key, &kl) != 0) {
 			free(kl.v);
-			fail(call, -ENOMEM);
+			rpc_fail(call, -ENOMEM);
 			return;
 		}
 		pbu_set_bytes_list(&resp.keys, &pl, kl.v, kl.n);
 	}
-	reply_msg(call, &etcdserverpb_LeaseTimeToLiveResponse_msg, &resp);
+	rpc_reply_msg(call, &etcdserverpb_LeaseTimeToLiveResponse_msg, &resp);
 	free(kl.v);
 }
 
@@ -202,13 +176,13 @@ static void h_leases(struct grpc_call *call, const uint8_t *msg, size_t len,
 	(void)msg;
 	(void)len;
 	if ((err = lessor_list(l, &ids, &n)) < 0) {
-		fail(call, err);
+		rpc_fail(call, err);
 		return;
 	}
 	resp.has_header = true;
 	resp.header = header(l);
 	pbu_set_leases(&resp.leases, &pl, ids, n);
-	reply_msg(call, &etcdserverpb_LeaseLeasesResponse_msg, &resp);
+	rpc_reply_msg(call, &etcdserverpb_LeaseLeasesResponse_msg, &resp);
 	free(ids);
 }
 
@@ -232,7 +206,7 @@ static void ka_open(struct grpc_call *call, void *ctx)
 	struct ka_stream *ks = calloc(1, sizeof(*ks));
 
 	if (!ks) {
-		fail(call, -ENOMEM);
+		rpc_fail(call, -ENOMEM);
 		return;
 	}
 	ks->l = ctx;
@@ -245,7 +219,7 @@ static void ka_end(struct grpc_call *call, int err)
 	free(grpc_call_get_user(call));
 	grpc_call_set_user(call, NULL);
 	if (err)
-		fail(call, err);
+		rpc_fail(call, err);
 	else
 		grpc_call_finish(call, GRPC_OK, NULL);
 }
