@@ -19,42 +19,18 @@ Each test uses its own key prefix; tests do not depend on each other's data.
 import sys
 import threading
 import time
-import traceback
 
 import etcd3
 import etcd3.etcdrpc as rpc
 import etcd3.exceptions as exc
 import grpc
 
+from etcdtest import TIMEOUT, Fail, collector, eq, rpc_error, run
+
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 2379
-TIMEOUT = 10
 C = None
 TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-class Fail(Exception):
-    pass
-
-
-def eq(got, want, what):
-    if got != want:
-        raise Fail("%s: got %r want %r" % (what, got, want))
-
-
-def rpc_error(fn, code, details, what):
-    """Call fn; it must raise grpc.RpcError with this code and message."""
-    try:
-        fn()
-    except grpc.RpcError as e:
-        eq(e.code(), code, what + " code")
-        eq(e.details(), details, what + " details")
-        return
-    raise Fail("%s: no error raised" % what)
+test = collector(TESTS)
 
 
 def cur_rev():
@@ -449,31 +425,13 @@ def watch():
     eq(events[1].mod_revision, r1 + 1, "delete event revision")
 
 
-def main():
+def set_client(client):
     global C
-    C = etcd3.client(host="127.0.0.1", port=PORT, timeout=TIMEOUT)
-    failed = 0
-    for fn in TESTS:
-        name = "py." + fn.__name__
-        try:
-            fn()
-            print("PASS " + name, flush=True)
-        except Fail as e:
-            failed += 1
-            print("FAIL %s: %s" % (name, str(e)[:300]), flush=True)
-        except Exception as e:  # noqa: B902 - any error fails the test
-            failed += 1
-            ours = [f for f in traceback.extract_tb(e.__traceback__)
-                    if f.filename == __file__]
-            where = "line %d" % ours[-1].lineno if ours else ""
-            if isinstance(e, grpc.RpcError):
-                msg = "grpc %s %s: %s" % (e.code(), where, e.details())
-            else:
-                msg = "%s %s: %s" % (type(e).__name__, where, e)
-            print("FAIL %s: %s" % (name, msg.replace("\n", " ")[:300]),
-                  flush=True)
-    C.close()
-    return 1 if failed else 0
+    C = client
+
+
+def main():
+    return run("py.", TESTS, set_client, __file__)
 
 
 if __name__ == "__main__":

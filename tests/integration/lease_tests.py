@@ -13,41 +13,18 @@ so the minimum TTL is 2 s). Every wait is bounded.
 import sys
 import threading
 import time
-import traceback
 
 import etcd3
 import etcd3.etcdrpc as rpc
 import etcd3.exceptions
 import grpc
 
+from etcdtest import TIMEOUT, Fail, collector, eq, rpc_error, run
+
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 2379
-TIMEOUT = 10
 C = None
 TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-class Fail(Exception):
-    pass
-
-
-def eq(got, want, what):
-    if got != want:
-        raise Fail("%s: got %r want %r" % (what, got, want))
-
-
-def rpc_error(fn, code, details, what):
-    try:
-        fn()
-    except grpc.RpcError as e:
-        eq(e.code(), code, what + " code")
-        eq(e.details(), details, what + " details")
-        return
-    raise Fail("%s: no error raised" % what)
+test = collector(TESTS)
 
 
 def grant(ttl, lid=0):
@@ -214,34 +191,13 @@ def lock_holder_expires():
         raise Fail("lock taken after %.1f s, before the TTL" % waited)
 
 
-def main():
+def set_client(client):
     global C
-    C = etcd3.client(host="127.0.0.1", port=PORT, timeout=TIMEOUT)
-    failed = 0
-    only = sys.argv[2:]
-    for fn in TESTS:
-        if only and fn.__name__ not in only:
-            continue
-        name = "lease.py_" + fn.__name__
-        try:
-            fn()
-            print("PASS " + name, flush=True)
-        except Fail as e:
-            failed += 1
-            print("FAIL %s: %s" % (name, str(e)[:300]), flush=True)
-        except Exception as e:  # noqa: B902 - any error fails the test
-            failed += 1
-            ours = [f for f in traceback.extract_tb(e.__traceback__)
-                    if f.filename == __file__]
-            where = "line %d" % ours[-1].lineno if ours else ""
-            if isinstance(e, grpc.RpcError):
-                msg = "grpc %s %s: %s" % (e.code(), where, e.details())
-            else:
-                msg = "%s %s: %s" % (type(e).__name__, where, e)
-            print("FAIL %s: %s" % (name, msg.replace("\n", " ")[:300]),
-                  flush=True)
-    C.close()
-    return 1 if failed else 0
+    C = client
+
+
+def main():
+    return run("lease.py_", TESTS, set_client, __file__)
 
 
 if __name__ == "__main__":
