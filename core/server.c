@@ -278,9 +278,13 @@ static void maybe_snapshot(struct server *s)
 	s->marker_saved = s->snap_index;
 }
 
+static void fail_fatal(struct server *s, int err, const char *what);
+
 static void apply_committed(struct server *s, const struct raft_entry *ents,
 			    size_t n)
 {
+	int err;
+
 	if (n == 0)
 		return;
 	s->actx.raft_term = raft_term(s->raft);
@@ -310,10 +314,15 @@ static void apply_committed(struct server *s, const struct raft_entry *ents,
 	}
 	/* one engine batch per round, carrying the applied index (inv. 3);
 	 * the WAL is the durability, so no fsync here */
-	mvcc_set_consistent_index(s->mvcc, s->applied_index);
-	if (mvcc_commit(s->mvcc, false) < 0)
-		log_error("engine commit failed at index %llu",
-			  (unsigned long long)s->applied_index);
+	err = mvcc_set_consistent_index(s->mvcc, s->applied_index);
+	if (err == 0)
+		err = mvcc_commit(s->mvcc, false);
+	if (err < 0) {
+		/* MVCC's index is now ahead of the engine (mvcc.h): stop;
+		 * a restart replays the WAL from the engine's index */
+		fail_fatal(s, err, "engine commit");
+		return;
+	}
 	trim_raft_log(s);
 	maybe_snapshot(s);
 }
