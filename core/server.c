@@ -404,6 +404,8 @@ static void process_ready(struct server *s)
 		/* committed entries are already durable: apply them while
 		 * this Ready's new entries go to disk */
 		apply_committed(s, s->rd.committed, s->rd.n_committed);
+		if (s->fatal)
+			return;
 		if (s->rd.n_entries == 0 && !s->rd.hard_state_changed) {
 			raft_advance(s->raft, &s->rd);
 			continue;
