@@ -22,6 +22,22 @@
  *    failed or not, ends the batch.
  * 5. Only the owner thread writes; snapshot (any thread) takes mu to pin
  *    a meta, then reads with pread pages that its pin protects.
+ * 6. Power loss: e->sy is the last synced transaction S. Until the next
+ *    synced commit, S's meta page and the pages of S's tree are not
+ *    written: later txids have the other parity (format.h's slot rule),
+ *    and a page of S's tree freed after S is pinned (freelist.c
+ *    invariant 4); pages free in S or above its high water are reused as
+ *    usual. So whatever subset of the unsynced writes reaches the disk,
+ *    S's meta and tree are intact, and open falls back to S when the
+ *    newer meta is unsynced from an earlier boot.
+ *
+ * States of the newest meta (S: the last synced transaction):
+ *   SYNCED (it is S) --commit(false)--> UNSYNCED (in S's other page)
+ *   UNSYNCED --commit(false)--> UNSYNCED (same page, txid + 2)
+ *   UNSYNCED --commit(true), empty or not--> SYNCED (the new S)
+ *   SYNCED --commit(true)--> SYNCED (the other page, the new S)
+ *   open: the newest trusted meta (format.h); one UNSYNCED from this
+ *   boot is made SYNCED first (bolt_seal).
  *
  * States of the batch:
  *   EMPTY --put/del/bucket_create--> OPEN --commit ok--> EMPTY
@@ -187,6 +203,84 @@ void bolt_meta_encode(const struct bolt_meta *m, uint8_t *page, uint64_t id)
 	bolt_st64(d + BOLT_M_CHECKSUM, bolt_fnv64a(d, BOLT_M_CHECKSUM));
 }
 
+/* ---- synced and unsynced metas (format.h: cairn's meta flags) ---- */
+
+static uint32_t bolt_boot_override;
+static uint32_t bolt_boot_real;
+static pthread_once_t bolt_boot_once = PTHREAD_ONCE_INIT;
+
+/* The tag of this boot: 31 bits of a hash of the kernel's boot id, which
+ * changes at every boot (so after every power loss). */
+static void boot_tag_read(void)
+{
+	char id[64];
+	ssize_t n = 0;
+	uint64_t h;
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		n = read(fd, id, sizeof(id));
+		close(fd);
+	}
+	if (n < 16) {
+		log_warn("bolt: no boot id: unsynced commits are dropped "
+			 "at every open");
+		return;
+	}
+	h = bolt_fnv64a((const uint8_t *)id, (size_t)n);
+	bolt_boot_real = (uint32_t)(h ^ (h >> 32)) & 0x7fffffffu;
+	if (!bolt_boot_real)
+		bolt_boot_real = 1;
+}
+
+uint32_t bolt_boot_tag(void)
+{
+	if (bolt_boot_override)
+		return bolt_boot_override;
+	pthread_once(&bolt_boot_once, boot_tag_read);
+	return bolt_boot_real;
+}
+
+uint32_t bolt_test_set_boot_tag(uint32_t tag)
+{
+	uint32_t prev = bolt_boot_tag();
+
+	bolt_boot_override = tag & 0x7fffffffu;
+	return prev;
+}
+
+uint32_t bolt_meta_flags(bool sync)
+{
+	return sync ? 0
+		    : BOLT_MF_UNSYNCED | bolt_boot_tag() << BOLT_MF_BOOT_SHIFT;
+}
+
+bool bolt_meta_trusted(const struct bolt_meta *m)
+{
+	uint32_t tag = bolt_boot_tag();
+
+	return !(m->flags & BOLT_MF_UNSYNCED) ||
+	       (tag && m->flags >> BOLT_MF_BOOT_SHIFT == tag);
+}
+
+void bolt_synced_set(struct engine *e)
+{
+	size_t n = bolt_fl_count(&e->fl);
+	uint64_t *ids = bolt_malloc((n ? n : 1) * sizeof(*ids));
+
+	free(e->sy.free);
+	e->sy.free = ids;
+	e->sy.nfree = ids ? n : 0;
+	e->sy.txid = e->meta.txid;
+	e->sy.hw = e->meta.pgid;
+	if (ids)
+		bolt_fl_copyall(&e->fl, ids);
+	else
+		log_warn("bolt: %s: out of memory: every page freed until the "
+			 "next synced commit stays pinned",
+			 e->path);
+}
+
 /* 0 if page holds a valid meta (magic, version, checksum). */
 static int meta_decode(const uint8_t *page, struct bolt_meta *m)
 {
@@ -325,6 +419,37 @@ static int file_init(struct engine *e)
 	return err;
 }
 
+/* format.h's open rule: the newest trusted valid meta (0 or 1). */
+static int meta_choose(const struct engine *e, const struct bolt_meta m[2],
+		       const int ok[2])
+{
+	int i, best = -1, newest = -1;
+
+	for (i = 0; i < 2; i++) {
+		if (!ok[i])
+			continue;
+		if (newest < 0 || m[i].txid > m[newest].txid)
+			newest = i;
+		if (bolt_meta_trusted(&m[i]) &&
+		    (best < 0 || m[i].txid > m[best].txid))
+			best = i;
+	}
+	if (best < 0) {
+		/* not made by cairn's protocol: damage, or another writer */
+		log_error("bolt: %s: no synced meta; opening unsynced commit "
+			  "%llu, which may be damaged",
+			  e->path, (unsigned long long)m[newest].txid);
+		return newest;
+	}
+	if (best != newest)
+		log_warn("bolt: %s: unsynced commit %llu was written before a "
+			 "reboot (power loss?): opening the last synced commit "
+			 "%llu; later commits are dropped",
+			 e->path, (unsigned long long)m[newest].txid,
+			 (unsigned long long)m[best].txid);
+	return best;
+}
+
 static int meta_pick(struct engine *e, uint64_t fsize)
 {
 	uint8_t *buf = bolt_malloc(65536 + 4096);
@@ -346,10 +471,7 @@ static int meta_pick(struct engine *e, uint64_t fsize)
 	free(buf);
 	if (!ok[0] && !ok[1])
 		return -EINVAL;
-	if (ok[0] && ok[1])
-		e->meta = m[0].txid > m[1].txid ? m[0] : m[1];
-	else
-		e->meta = ok[0] ? m[0] : m[1];
+	e->meta = m[meta_choose(e, m, ok)];
 	e->psz = psz;
 	err = -EINVAL;
 	if (e->meta.pgid < 4 || e->meta.pgid * (uint64_t)psz > fsize ||
@@ -421,6 +543,9 @@ void bolt_unload(struct engine *e)
 		close(e->fd);
 	e->fd = -1;
 	bolt_fl_destroy(&e->fl);
+	free(e->sy.free);
+	memset(&e->sy, 0, sizeof(e->sy));
+	e->unsynced = false;
 }
 
 int bolt_load(struct engine *e)
@@ -455,6 +580,10 @@ int bolt_load(struct engine *e)
 		goto fail;
 	if ((err = freelist_load(e)))
 		goto fail;
+	/* an unsynced meta from this boot (a process crash): make it S */
+	if ((e->meta.flags & BOLT_MF_UNSYNCED) && (err = bolt_seal(e)))
+		goto fail;
+	bolt_synced_set(e);
 	return 0;
 fail:
 	bolt_unload(e);

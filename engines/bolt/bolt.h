@@ -15,6 +15,9 @@
  *     page size (1..64 KiB, from its meta), a new one gets the OS page
  *     size; a meta saying the freelist was not synced (bbolt's
  *     NoFreelistSync) is fine: the freelist is rebuilt by a tree walk;
+ *     open writes when the newest meta is an unsynced one of this boot
+ *     (after a process crash): it makes it synced first (fdatasync, meta
+ *     rewritten, fdatasync; their -errno fail the open);
  *   - bucket names are 1..64 KiB bytes, keys 1..64 KiB, values up to
  *     2 GiB - 2 (bbolt's limit), else -EINVAL; a put/del/bucket_create
  *     that fails changes nothing and the batch stays open;
@@ -22,12 +25,21 @@
  *     (plus siblings it merges with) and holds copies of its keys and
  *     values; a commit holds its dirty pages until written; no cache;
  *   - commit(e, true): write pages, fdatasync, write meta, fdatasync; a
- *     crash at any byte leaves the last such commit intact. commit(e,
- *     false) does the same writes in the same order without fdatasync
- *     (like bbolt's NoSync): it survives a process crash, not power loss.
- *     commit(e, true) with an empty batch fsyncs earlier unsynced ones;
+ *     crash or power loss at any byte leaves the last such commit
+ *     intact. commit(e, false) does the same writes in the same order
+ *     without fdatasync and flags its meta unsynced (format.h): it
+ *     survives a process crash (a reopen in the same boot opens the
+ *     newest commit, making it synced first: two fdatasyncs); after a
+ *     power loss (any subset of its writes lost or torn) the file opens
+ *     at the last synced commit, logging that later ones were dropped.
+ *     commit(e, true) with an empty batch after unsynced ones makes the
+ *     newest durable (fdatasync, its meta rewritten synced, fdatasync);
  *   - pages freed by transaction T are reused only once every open view
- *     and snapshot reads a meta of txid >= T;
+ *     and snapshot reads a meta of txid >= T, and, if they belong to the
+ *     tree of the last synced commit S, once a synced commit follows T:
+ *     between synced commits the file may grow by S's rewritten pages;
+ *   - txids grow but may skip one (a commit after an unsynced one takes
+ *     the parity that keeps S's meta page unwritten);
  *   - defrag returns -EBUSY while a view or snapshot is open; it commits
  *     the pending batch, copies every bucket into "<path>.defrag" and
  *     renames it over the file (like etcd's defrag);
@@ -77,6 +89,10 @@ struct bolt_file_ops {
  * commit and fail the commit with -EIO (logging why) on any damage. */
 void bolt_test_set_file_ops(const struct bolt_file_ops *ops);
 void bolt_test_set_strict(bool strict);
+/* Test hook: the boot tag unsynced metas carry and open trusts (format.h);
+ * a new nonzero tag simulates a reboot (power loss), 0 restores the real
+ * one. Returns the tag in effect before. */
+uint32_t bolt_test_set_boot_tag(uint32_t tag);
 /* Test hook: after `after` more successful allocations inside the engine,
  * every allocation fails (-ENOMEM paths) until called again; -1: never.
  * Returns the previous countdown (0: allocations were failing). */

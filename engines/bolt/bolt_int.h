@@ -106,11 +106,16 @@ struct bolt_pending {
 	size_t n, cap;
 };
 
+struct bolt_pendq {
+	struct bolt_pending *p; /* ascending txid */
+	size_t n, cap;
+};
+
 struct bolt_freelist {
 	uint64_t *ids; /* sorted, free now */
 	size_t n, cap;
-	struct bolt_pending *pend; /* ascending txid */
-	size_t npend, cappend;
+	struct bolt_pendq pend; /* freed: waiting for the readers */
+	struct bolt_pendq pin;	/* of the synced tree: also for a sync */
 };
 
 void bolt_fl_destroy(struct bolt_freelist *fl);
@@ -118,13 +123,17 @@ void bolt_fl_destroy(struct bolt_freelist *fl);
 int bolt_fl_alloc(struct bolt_freelist *fl, uint32_t npages, uint64_t *pgid);
 /* Give back pages taken by bolt_fl_alloc (a failed commit). */
 int bolt_fl_unalloc(struct bolt_freelist *fl, uint64_t pgid, uint32_t np);
-/* Pages [pgid, pgid+np) freed by txid: pending until released. */
+/* Pages [pgid, pgid+np) freed by txid: pending until released; pin:
+ * they belong to the last synced tree (freelist.c invariant 4). */
 int bolt_fl_free(struct bolt_freelist *fl, uint64_t txid, uint64_t pgid,
-		 uint32_t np);
-/* Drop pending pages of txid (a failed commit). */
+		 uint32_t np, bool pin);
+/* Drop pending and pinned pages of txid (a failed commit). */
 void bolt_fl_rollback(struct bolt_freelist *fl, uint64_t txid);
-/* Make pages freed by transactions <= txid reusable. */
-int bolt_fl_release(struct bolt_freelist *fl, uint64_t txid);
+/* Make reusable: pending pages freed by transactions <= readers (the
+ * oldest txid a reader reads), pinned ones freed by transactions <= both
+ * readers and synced (the last synced txid). */
+int bolt_fl_release(struct bolt_freelist *fl, uint64_t readers,
+		    uint64_t synced);
 size_t bolt_fl_count(const struct bolt_freelist *fl);
 /* All free and pending ids, sorted, into out (bolt_fl_count() slots). */
 void bolt_fl_copyall(const struct bolt_freelist *fl, uint64_t *out);
@@ -201,6 +210,15 @@ struct bolt_dirty {
 	uint8_t *buf;
 };
 
+/* The last synced transaction S (format.h's slot rule): its txid, high
+ * water and the pages free in it (sorted): a page below hw and not in
+ * free[] belongs to S's tree (or is its freelist page). */
+struct bolt_synced {
+	uint64_t txid, hw;
+	uint64_t *free;
+	size_t nfree;
+};
+
 /* One commit in progress (or the batch's read side before it). */
 struct bolt_tx {
 	struct bolt_rctx rc;
@@ -208,6 +226,7 @@ struct bolt_tx {
 	uint64_t txid;
 	uint64_t hw; /* grows as pages are taken past the high water */
 	struct bolt_freelist *fl;
+	const struct bolt_synced *sy;
 	struct bolt_dirty *dirty;
 	size_t ndirty, capdirty;
 	struct {
@@ -267,8 +286,9 @@ struct engine {
 	bool defragging;
 
 	struct bolt_freelist fl; /* owner thread only */
+	struct bolt_synced sy;	 /* owner thread only */
 	int views;
-	bool unsynced; /* a commit(false) since the last fdatasync */
+	bool unsynced; /* a commit(false) since the last synced commit */
 	bool poisoned; /* a meta write failed: commits fail until reopen */
 
 	struct bolt_wbucket *wb; /* the batch: buckets it touches */
@@ -302,6 +322,21 @@ int bolt_write_full(int fd, const uint8_t *p, size_t n);
 int bolt_read_full(int fd, uint8_t *p, size_t n, off_t off);
 /* Meta m into a full page with header id. */
 void bolt_meta_encode(const struct bolt_meta *m, uint8_t *page, uint64_t id);
+/* The running boot's tag (format.h; 0 if unknown) and the flags of a
+ * meta written now, synced or not. */
+uint32_t bolt_boot_tag(void);
+uint32_t bolt_meta_flags(bool sync);
+/* Open may use m (format.h's open rule): synced or from this boot. */
+bool bolt_meta_trusted(const struct bolt_meta *m);
+/* S := the committed meta (after a synced commit or at open), its free
+ * pages copied from the in-memory freelist. Out of memory: no free pages
+ * (every page below S's high water counts as S's: safe, the file grows
+ * until the next synced commit). */
+void bolt_synced_set(struct engine *e);
+/* Make the committed meta, written unsynced, synced: fdatasync, rewrite
+ * it with flags 0 in its own page (the one not holding S), fdatasync.
+ * 0; -errno from the file (after the first sync: e->poisoned); -ENOMEM. */
+int bolt_seal(struct engine *e);
 /* A new mapping of len bytes of fd with one reference. */
 int bolt_map_new(int fd, size_t len, struct bolt_map **out);
 /* Drop a reference (under e->mu); the last one unmaps. NULL is fine. */

@@ -2,7 +2,9 @@
  *
  * What a sound file satisfies (each violation is reported):
  * 1. The current meta page (txid % 2) decodes with a valid checksum and
- *    equals the engine's meta; the other one, if valid, is older.
+ *    equals the engine's meta; the other one, if valid and trusted
+ *    (format.h's open rule), is older; if the current one is unsynced,
+ *    the other is the last synced meta S (the slot rule).
  * 2. Every page in [0, high water) is used exactly once: a meta page (0,
  *    1), the freelist page(s), a page listed as free, or a page of a
  *    tree (bucket trees reached through the root bucket, with overflow).
@@ -200,11 +202,26 @@ static int ck_metas(struct ck *c, const struct engine *e)
 	    bolt_ld64(d + BOLT_M_PGID) != e->meta.pgid ||
 	    bolt_ld64(d + BOLT_M_FREELIST) != e->meta.freelist)
 		return ck_fail(c, "meta page differs from the engine's meta");
+	if (bolt_ld32(d + BOLT_M_FLAGS) != e->meta.flags)
+		return ck_fail(c, "meta page flags differ from the engine's");
 	d = other + BOLT_PAGE_HDR;
 	if (bolt_ld32(d + BOLT_M_MAGIC) == BOLT_MAGIC &&
-	    bolt_ld64(d + BOLT_M_CHECKSUM) == bolt_fnv64a(d, BOLT_M_CHECKSUM) &&
-	    bolt_ld64(d + BOLT_M_TXID) >= e->meta.txid)
-		return ck_fail(c, "the other meta page is newer");
+	    bolt_ld64(d + BOLT_M_CHECKSUM) == bolt_fnv64a(d, BOLT_M_CHECKSUM)) {
+		struct bolt_meta o = {.flags = bolt_ld32(d + BOLT_M_FLAGS),
+				      .txid = bolt_ld64(d + BOLT_M_TXID)};
+
+		if (o.txid >= e->meta.txid && bolt_meta_trusted(&o))
+			return ck_fail(c, "the other meta page is newer");
+		if ((e->meta.flags & BOLT_MF_UNSYNCED) &&
+		    (o.flags || o.txid != e->sy.txid))
+			return ck_fail(c,
+				       "unsynced meta %" PRIu64 " but the "
+				       "other is not synced meta %" PRIu64,
+				       e->meta.txid, e->sy.txid);
+	} else if (e->meta.flags & BOLT_MF_UNSYNCED) {
+		return ck_fail(c, "unsynced meta %" PRIu64 " and no synced one",
+			       e->meta.txid);
+	}
 	return 0;
 }
 

@@ -1,6 +1,9 @@
 /* bolt/commit.c: committing the batch (engines/bolt/bolt.c has the
  * invariants). One commit, in order:
- *   1. release pages no reader can see any more (freelist pending);
+ *   0. take the next txid of the parity not holding the last synced
+ *      meta S (format.h's slot rule);
+ *   1. release pages no reader can see any more (freelist pending) and
+ *      pinned pages of synced trees older than S (bolt.c invariant 6);
  *   2. per touched bucket: rebalance, then inline it or spill its nodes to
  *      new pages; put each bucket's new value into the root bucket;
  *   3. spill the root bucket; free the old freelist page, write the new
@@ -8,8 +11,10 @@
  *   4. grow the file if the high water passed its end (map it anew);
  *   5. write the dirty pages in page order, contiguous runs in one
  *      pwritev; fdatasync (sync);
- *   6. write meta txid % 2; fdatasync (sync);
- *   7. publish the meta and mapping (under mu), end the batch.
+ *   6. write meta txid % 2, flagged unsynced unless sync; fdatasync
+ *      (sync);
+ *   7. publish the meta and mapping (under mu), end the batch; with sync
+ *      it is the new S.
  * Any error before 6 undoes the allocations and frees of 2..3 and drops
  * the batch: the committed state is unchanged. An error in 6 may leave
  * the new meta on disk: the engine refuses commits until reopened.
@@ -48,6 +53,25 @@ int bolt_tx_alloc(struct bolt_tx *tx, uint32_t np, uint64_t *pgid)
 	return 0;
 }
 
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Does page pgid belong to the last synced tree S? Below S's high water
+ * and not free in S. A node's pages were allocated together, so its
+ * first page answers for all of them. */
+static bool tx_in_synced(const struct bolt_tx *tx, uint64_t pgid)
+{
+	const struct bolt_synced *sy = tx->sy;
+
+	return pgid < sy->hw && (!sy->nfree ||
+				 !bsearch(&pgid, sy->free, sy->nfree,
+					  sizeof(pgid), u64_cmp));
+}
+
 int bolt_tx_free_page(struct bolt_tx *tx, uint64_t pgid)
 {
 	const uint8_t *p;
@@ -56,7 +80,11 @@ int bolt_tx_free_page(struct bolt_tx *tx, uint64_t pgid)
 
 	if (err)
 		return err;
-	return bolt_fl_free(tx->fl, tx->txid, pgid, (uint32_t)(span / tx->psz));
+	/* invariant 6 (bolt.c): S's pages wait for the next synced commit;
+	 * pages written since S can be rewritten as soon as no reader
+	 * sees them, so the file grows by at most S's tree */
+	return bolt_fl_free(tx->fl, tx->txid, pgid, (uint32_t)(span / tx->psz),
+			    tx_in_synced(tx, pgid));
 }
 
 int bolt_tx_dirty(struct bolt_tx *tx, uint64_t pgid, uint32_t np, uint8_t *buf)
@@ -249,6 +277,31 @@ static int commit_meta(struct engine *e, const struct bolt_meta *m, bool sync)
 	return err;
 }
 
+int bolt_seal(struct engine *e)
+{
+	struct bolt_meta m = e->meta;
+	int err;
+
+	/* the unsynced commits' pages (and meta) durable first */
+	if ((err = bolt_f_sync(e)))
+		return err;
+	m.flags = bolt_meta_flags(true);
+	/* its own page: the one not holding S, so a torn write falls back
+	 * to S */
+	if ((err = commit_meta(e, &m, true))) {
+		e->poisoned = true;
+		log_error("bolt: %s: sealing meta %llu failed (%d); no more "
+			  "commits until it is reopened",
+			  e->path, (unsigned long long)m.txid, err);
+		return err;
+	}
+	pthread_mutex_lock(&e->mu);
+	e->meta = m;
+	pthread_mutex_unlock(&e->mu);
+	e->unsynced = false;
+	return 0;
+}
+
 /* Did the batch touch anything (beyond looking buckets up)? */
 static bool batch_changes(const struct engine *e)
 {
@@ -275,10 +328,11 @@ int bolt_commit(struct engine *e, bool sync)
 	}
 	if (!batch_changes(e)) {
 		bolt_batch_reset(e);
+		/* the newest meta says unsynced: rewrite it synced */
 		if (sync && e->unsynced) {
-			if ((err = bolt_f_sync(e)))
+			if ((err = bolt_seal(e)))
 				return err;
-			e->unsynced = false;
+			bolt_synced_set(e);
 		}
 		return 0;
 	}
@@ -287,11 +341,16 @@ int bolt_commit(struct engine *e, bool sync)
 	pthread_mutex_unlock(&e->mu);
 	tx.rc = bolt_e_rctx(e);
 	tx.psz = e->psz;
+	/* format.h's slot rule: never the meta page of S */
 	tx.txid = e->meta.txid + 1;
+	if (tx.txid % 2 == e->sy.txid % 2)
+		tx.txid++;
 	tx.hw = e->meta.pgid;
 	tx.fl = &e->fl;
-	/* invariant 2: reuse what no reader can see any more */
-	if ((err = bolt_fl_release(&e->fl, minr)))
+	tx.sy = &e->sy;
+	/* invariants 2 and 6: reuse what no reader can see any more and no
+	 * power loss can bring back */
+	if ((err = bolt_fl_release(&e->fl, minr, e->sy.txid)))
 		goto fail;
 	rt.croot.pgid = e->meta.root;
 	if ((err = commit_buckets(e, &tx, &rt)) ||
@@ -301,6 +360,7 @@ int bolt_commit(struct engine *e, bool sync)
 		goto fail;
 	m.pgid = tx.hw;
 	m.txid = tx.txid;
+	m.flags = bolt_meta_flags(sync);
 	if ((err = commit_grow(e, tx.hw, &nm, &nsize)) ||
 	    (err = commit_write(e, &tx)))
 		goto fail;
@@ -329,6 +389,8 @@ int bolt_commit(struct engine *e, bool sync)
 	tx_end(&tx, false);
 	bolt_tree_drop(&rt);
 	bolt_batch_reset(e);
+	if (sync)
+		bolt_synced_set(e); /* the new S */
 	if (e->strict) {
 		char why[256];
 

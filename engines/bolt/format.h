@@ -20,15 +20,34 @@
  *   0      4    magic 0xED0CDAED
  *   4      4    version 2
  *   8      4    pageSize
- *   12     4    flags (0)
+ *   12     4    flags: bbolt writes 0 and ignores it; cairn: see below
  *   16     8    root bucket: root pgid
  *   24     8    root bucket: sequence
  *   32     8    freelist pgid (0xFFFFFFFFFFFFFFFF: not synced, rebuild)
  *   40     8    pgid: high water mark, first page never allocated
  *   48     8    txid of the transaction that wrote this meta
  *   56     8    checksum: FNV-1a 64 over meta bytes [0, 56)
- * Transaction txid writes meta page txid % 2. Open uses the valid meta
+ * Transaction txid writes meta page txid % 2. bbolt opens the valid meta
  * (magic, version, checksum) with the highest txid.
+ *
+ * CAIRN'S META FLAGS: unsynced commits (commit(e, false), no fdatasync).
+ *   bit 0      BOLT_MF_UNSYNCED: this meta was written without fdatasync
+ *   bits 1-31  with bit 0: the tag of the boot that wrote it (a hash of
+ *              /proc/sys/kernel/random/boot_id; 0 unknown)
+ *   flags 0 is a synced meta (what bbolt writes: etcd syncs every commit).
+ * Slot rule: let S be the last synced transaction. S's meta page is never
+ * written while S is the last synced one: every later transaction takes a
+ * txid of the other parity (txids may skip one), so its meta goes to the
+ * other page, and S's tree pages are not written either (bolt.c
+ * invariant 6). A synced commit writes pages, fdatasync, its meta (flags
+ * 0), fdatasync, and becomes S.
+ * Open rule: a meta is trusted if it is synced, or unsynced with the tag
+ * of the running boot (no power loss since: the page cache still holds
+ * every page it points to, as after a kill -9). Open uses the trusted
+ * valid meta with the highest txid, and first makes it synced when it is
+ * not (fdatasync, rewrite it with flags 0, fdatasync). A newer unsynced
+ * meta from another boot is ignored (logged): a power loss may have lost
+ * its pages; the caller's WAL replays the commits it held.
  *
  * BRANCH ELEMENT (count of them right after the header; 16 bytes each)
  *   OFFSET SIZE DESCRIPTION
@@ -97,6 +116,8 @@
 #define BOLT_M_PGID 40
 #define BOLT_M_TXID 48
 #define BOLT_M_CHECKSUM 56
+#define BOLT_MF_UNSYNCED 0x1u /* cairn: meta written without fdatasync */
+#define BOLT_MF_BOOT_SHIFT 1  /* cairn: boot tag above the unsynced bit */
 
 #define BOLT_ELEM_SIZE 16 /* branch and leaf elements alike */
 #define BOLT_BE_POS 0

@@ -4,10 +4,14 @@
  * Invariants:
  * 1. ids[] is sorted ascending without duplicates; a page is in ids[] or
  *    in one pending list or in neither (then a tree or meta uses it).
- * 2. pend[] is ordered by txid ascending, one entry per freeing txid.
- * 3. Pages freed by txid T are moved to ids[] only by release(R) with
+ * 2. Each queue (pend, pin) is ordered by txid ascending, one entry per
+ *    freeing txid.
+ * 3. Pages freed by txid T are moved to ids[] only by release(R, S) with
  *    T <= R, where R is the oldest txid any reader still reads: those
  *    readers' trees do not contain the pages.
+ * 4. Pages in pin (of the last synced tree S, freed by T > S) also wait
+ *    for T <= S, i.e. a synced commit at or after T: until then a power
+ *    loss may bring S back, and S's tree must be intact.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -32,13 +36,20 @@ static int fl_grow(uint64_t **a, size_t *cap, size_t need)
 	return 0;
 }
 
-void bolt_fl_destroy(struct bolt_freelist *fl)
+static void pq_destroy(struct bolt_pendq *q)
 {
 	size_t i;
 
-	for (i = 0; i < fl->npend; i++)
-		free(fl->pend[i].ids);
-	free(fl->pend);
+	for (i = 0; i < q->n; i++)
+		free(q->p[i].ids);
+	free(q->p);
+	memset(q, 0, sizeof(*q));
+}
+
+void bolt_fl_destroy(struct bolt_freelist *fl)
+{
+	pq_destroy(&fl->pend);
+	pq_destroy(&fl->pin);
 	free(fl->ids);
 	memset(fl, 0, sizeof(*fl));
 }
@@ -119,29 +130,29 @@ int bolt_fl_unalloc(struct bolt_freelist *fl, uint64_t pgid, uint32_t np)
 	return 0;
 }
 
-int bolt_fl_free(struct bolt_freelist *fl, uint64_t txid, uint64_t pgid,
-		 uint32_t np)
+static int pq_free(struct bolt_pendq *q, uint64_t txid, uint64_t pgid,
+		   uint32_t np)
 {
 	struct bolt_pending *p;
 	uint32_t i;
 	int err;
 
-	if (fl->npend == 0 || fl->pend[fl->npend - 1].txid != txid) {
-		if (fl->npend == fl->cappend) {
-			size_t nc = fl->cappend ? fl->cappend * 2 : 8;
+	if (q->n == 0 || q->p[q->n - 1].txid != txid) {
+		if (q->n == q->cap) {
+			size_t nc = q->cap ? q->cap * 2 : 8;
 			struct bolt_pending *np2;
 
-			np2 = bolt_realloc(fl->pend, nc * sizeof(*np2));
+			np2 = bolt_realloc(q->p, nc * sizeof(*np2));
 			if (!np2)
 				return -ENOMEM;
-			fl->pend = np2;
-			fl->cappend = nc;
+			q->p = np2;
+			q->cap = nc;
 		}
-		p = &fl->pend[fl->npend++];
+		p = &q->p[q->n++];
 		memset(p, 0, sizeof(*p));
 		p->txid = txid;
 	}
-	p = &fl->pend[fl->npend - 1];
+	p = &q->p[q->n - 1];
 	err = fl_grow(&p->ids, &p->cap, p->n + np);
 	if (err)
 		return err;
@@ -150,21 +161,35 @@ int bolt_fl_free(struct bolt_freelist *fl, uint64_t txid, uint64_t pgid,
 	return 0;
 }
 
-void bolt_fl_rollback(struct bolt_freelist *fl, uint64_t txid)
+int bolt_fl_free(struct bolt_freelist *fl, uint64_t txid, uint64_t pgid,
+		 uint32_t np, bool pin)
 {
-	if (fl->npend && fl->pend[fl->npend - 1].txid == txid) {
-		free(fl->pend[fl->npend - 1].ids);
-		fl->npend--;
+	return pq_free(pin ? &fl->pin : &fl->pend, txid, pgid, np);
+}
+
+static void pq_rollback(struct bolt_pendq *q, uint64_t txid)
+{
+	if (q->n && q->p[q->n - 1].txid == txid) {
+		free(q->p[q->n - 1].ids);
+		q->n--;
 	}
 }
 
-int bolt_fl_release(struct bolt_freelist *fl, uint64_t txid)
+void bolt_fl_rollback(struct bolt_freelist *fl, uint64_t txid)
+{
+	pq_rollback(&fl->pend, txid);
+	pq_rollback(&fl->pin, txid);
+}
+
+/* Move the entries of q with txid <= upto into ids[]. */
+static int pq_release(struct bolt_freelist *fl, struct bolt_pendq *q,
+		      uint64_t upto)
 {
 	size_t k = 0;
 	int err = 0;
 
-	while (k < fl->npend && fl->pend[k].txid <= txid) {
-		struct bolt_pending *p = &fl->pend[k];
+	while (k < q->n && q->p[k].txid <= upto) {
+		struct bolt_pending *p = &q->p[k];
 
 		qsort(p->ids, p->n, sizeof(uint64_t), cmp_u64);
 		err = fl_merge(fl, p->ids, p->n);
@@ -174,10 +199,20 @@ int bolt_fl_release(struct bolt_freelist *fl, uint64_t txid)
 		k++;
 	}
 	if (k) {
-		memmove(fl->pend, fl->pend + k,
-			(fl->npend - k) * sizeof(*fl->pend));
-		fl->npend -= k;
+		memmove(q->p, q->p + k, (q->n - k) * sizeof(*q->p));
+		q->n -= k;
 	}
+	return err;
+}
+
+int bolt_fl_release(struct bolt_freelist *fl, uint64_t readers,
+		    uint64_t synced)
+{
+	int err = pq_release(fl, &fl->pend, readers);
+
+	if (!err)
+		err = pq_release(fl, &fl->pin,
+				 synced < readers ? synced : readers);
 	return err;
 }
 
@@ -185,24 +220,35 @@ size_t bolt_fl_count(const struct bolt_freelist *fl)
 {
 	size_t i, n = fl->n;
 
-	for (i = 0; i < fl->npend; i++)
-		n += fl->pend[i].n;
+	for (i = 0; i < fl->pend.n; i++)
+		n += fl->pend.p[i].n;
+	for (i = 0; i < fl->pin.n; i++)
+		n += fl->pin.p[i].n;
 	return n;
+}
+
+static size_t pq_copy(const struct bolt_pendq *q, uint64_t *out)
+{
+	size_t i, p = 0;
+
+	for (i = 0; i < q->n; i++) {
+		if (q->p[i].n)
+			memcpy(out + p, q->p[i].ids,
+			       q->p[i].n * sizeof(uint64_t));
+		p += q->p[i].n;
+	}
+	return p;
 }
 
 /* Every commit writes this list: sort only the (few) pending ids, then
  * merge them with the sorted free ids from the back, in place. */
 void bolt_fl_copyall(const struct bolt_freelist *fl, uint64_t *out)
 {
-	size_t i, p = 0, k;
+	size_t i, p, k;
 	size_t j = fl->n;
 
-	for (i = 0; i < fl->npend; i++) {
-		if (fl->pend[i].n)
-			memcpy(out + p, fl->pend[i].ids,
-			       fl->pend[i].n * sizeof(uint64_t));
-		p += fl->pend[i].n;
-	}
+	p = pq_copy(&fl->pend, out);
+	p += pq_copy(&fl->pin, out + p);
 	if (p > 1)
 		qsort(out, p, sizeof(uint64_t), cmp_u64);
 	i = p;

@@ -45,6 +45,7 @@ static int snap_copy(int src, int dst, const struct bolt_meta *pin,
 		return -ENOMEM;
 	if (m.txid == 0)
 		m.txid = 1; /* meta 1 must not wrap to the highest txid */
+	m.flags = 0; /* the copy's metas are as synced as the copy is */
 	memset(buf, 0, 2 * (size_t)m.psz);
 	bolt_meta_encode(&m, buf, 0);
 	m.txid--;

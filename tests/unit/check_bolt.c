@@ -2,11 +2,14 @@
  * of the engine conformance suite (check_engine.c) that runs on it too:
  *   - the consistency checker after every commit of a random workload
  *     (strict mode), contents compared with a model after each commit;
- *   - crash simulation: a file layer that buffers writes until fdatasync
- *     and, at a random operation of a commit, "crashes" keeping a random
- *     subset of the unsynced sectors; after reopen the last synced commit
- *     (or the crashing one, if its meta was written) is intact and the
- *     checker finds nothing; many seeded rounds, the seed printed;
+ *   - crash simulation: a file layer that logs the writes since the last
+ *     fdatasync and, at a random operation of a commit, "crashes": a
+ *     power loss keeps a random subset of the unsynced sectors (and a new
+ *     boot tag), a kill -9 all of them; after reopen the last synced
+ *     commit (or the crashing one, if its meta was written) is intact
+ *     and the checker finds nothing; with unsynced commits between the
+ *     synced ones, a power loss opens at the last synced commit exactly
+ *     and a kill -9 at the newest; many seeded rounds, the seed printed;
  *   - the bbolt format of a new file, inline buckets, snapshots, and a
  *     file whose freelist was not synced (etcd with NoFreelistSync);
  *   - views across file growth (remap) and page reuse, defrag -EBUSY;
@@ -75,6 +78,7 @@ static void cb_setup(void)
 
 static void cb_teardown(void)
 {
+	bolt_test_set_boot_tag(0);
 	bolt_test_set_strict(false);
 	bolt_test_set_file_ops(NULL);
 	bolt_test_fail_alloc(-1);
@@ -295,10 +299,18 @@ END_TEST
 
 /* ---- crash simulation ---- */
 
+/* The file layer of the simulation: writes go to the file at once (the
+ * page cache: the engine's mapping sees them) and are logged with the
+ * bytes they replaced until the next fdatasync. A crash refuses every
+ * later operation; a power loss then undoes, newest first, each logged
+ * write wholly, not at all, or sector by sector at random (so each
+ * sector ends up as of the last sync or as some later write left it)
+ * and cuts the file to its size at the last sync; a process crash
+ * (kill -9) keeps everything. */
 struct sim_write {
 	off_t off;
 	size_t n;
-	uint8_t *p;
+	uint8_t *old; /* what the write replaced */
 };
 
 struct sim {
@@ -306,14 +318,16 @@ struct sim {
 	struct sim_write *w;
 	size_t nw, capw;
 	long ops_left; /* <0: never crash */
+	bool power;    /* the crash is a power loss, else a kill -9 */
 	bool crashed;
 	bool meta_written; /* a write to page 0/1 since arming */
+	off_t synced_size; /* at the last fdatasync; <0 unknown */
 	uint64_t rs;
 };
 
 static struct sim cb_sim;
 
-static void sim_apply(struct sim *s, const struct sim_write *w, bool partial)
+static void sim_undo(struct sim *s, const struct sim_write *w, bool partial)
 {
 	size_t sec;
 
@@ -322,7 +336,7 @@ static void sim_apply(struct sim *s, const struct sim_write *w, bool partial)
 
 		if (partial && cb_rand(&s->rs) % 2)
 			continue;
-		ck_assert_int_eq(pwrite(s->fd, w->p + sec, n, w->off + sec),
+		ck_assert_int_eq(pwrite(s->fd, w->old + sec, n, w->off + sec),
 				 (ssize_t)n);
 	}
 }
@@ -332,23 +346,24 @@ static void sim_drop_all(struct sim *s)
 	size_t i;
 
 	for (i = 0; i < s->nw; i++)
-		free(s->w[i].p);
+		free(s->w[i].old);
 	s->nw = 0;
 }
 
-/* The crash: each unsynced write is kept, lost, or torn by sectors. */
 static void sim_crash(struct sim *s)
 {
 	size_t i;
 
-	for (i = 0; i < s->nw; i++) {
+	for (i = s->nw; s->power && i-- > 0;) {
 		uint64_t r = cb_rand(&s->rs) % 3;
 
-		if (r == 0)
-			sim_apply(s, &s->w[i], false);
-		else if (r == 1)
-			sim_apply(s, &s->w[i], true);
+		if (r == 1)
+			sim_undo(s, &s->w[i], false);
+		else if (r == 2)
+			sim_undo(s, &s->w[i], true);
 	}
+	if (s->power && s->synced_size >= 0)
+		ck_assert_int_eq(ftruncate(s->fd, s->synced_size), 0);
 	sim_drop_all(s);
 	s->crashed = true;
 }
@@ -370,7 +385,9 @@ static ssize_t sim_pwritev(void *ctx, int fd, const struct iovec *iov, int cnt,
 			   off_t off)
 {
 	struct sim *s = ctx;
-	size_t n = 0, at = 0;
+	struct sim_write *w;
+	size_t n = 0;
+	ssize_t got;
 	int i;
 
 	if (!sim_step(s)) {
@@ -385,15 +402,15 @@ static ssize_t sim_pwritev(void *ctx, int fd, const struct iovec *iov, int cnt,
 		s->w = realloc(s->w, s->capw * sizeof(*s->w));
 		ck_assert_ptr_nonnull(s->w);
 	}
-	s->w[s->nw].p = malloc(n ? n : 1);
-	ck_assert_ptr_nonnull(s->w[s->nw].p);
-	for (i = 0; i < cnt; i++) {
-		memcpy(s->w[s->nw].p + at, iov[i].iov_base, iov[i].iov_len);
-		at += iov[i].iov_len;
-	}
-	s->w[s->nw].off = off;
-	s->w[s->nw].n = n;
+	w = &s->w[s->nw];
+	w->old = calloc(1, n ? n : 1);
+	ck_assert_ptr_nonnull(w->old);
+	got = pread(fd, w->old, n, off); /* past the end: zeros */
+	ck_assert_int_ge(got, 0);
+	w->off = off;
+	w->n = n;
 	s->nw++;
+	ck_assert_int_eq(pwritev(fd, iov, cnt, off), (ssize_t)n);
 	if (off < 2 * 4096)
 		s->meta_written = true;
 	return (ssize_t)n;
@@ -402,16 +419,16 @@ static ssize_t sim_pwritev(void *ctx, int fd, const struct iovec *iov, int cnt,
 static int sim_fdatasync(void *ctx, int fd)
 {
 	struct sim *s = ctx;
-	size_t i;
+	struct stat st;
 
 	if (!sim_step(s)) {
 		errno = EIO;
 		return -1;
 	}
 	s->fd = fd;
-	for (i = 0; i < s->nw; i++)
-		sim_apply(s, &s->w[i], false);
 	sim_drop_all(s);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	s->synced_size = st.st_size;
 	return fdatasync(fd);
 }
 
@@ -433,6 +450,28 @@ static const struct bolt_file_ops cb_sim_ops = {
 	.ctx = &cb_sim,
 };
 
+static void sim_start(uint64_t seed)
+{
+	free(cb_sim.w);
+	memset(&cb_sim, 0, sizeof(cb_sim));
+	cb_sim.rs = seed ^ 0x9e3779b97f4a7c15ull;
+	cb_sim.ops_left = -1;
+	cb_sim.power = true;
+	cb_sim.synced_size = -1;
+	bolt_test_set_file_ops(&cb_sim_ops);
+}
+
+static void sim_stop(void)
+{
+	bolt_test_set_file_ops(NULL);
+	sim_drop_all(&cb_sim);
+	free(cb_sim.w);
+	cb_sim.w = NULL;
+	cb_sim.capw = 0;
+}
+
+/* Synced commits only: a crash inside one keeps the previous one, or the
+ * crashing one once its meta was written. */
 static void crash_rounds(uint64_t seed, int rounds)
 {
 	struct engine_handle h;
@@ -443,10 +482,7 @@ static void crash_rounds(uint64_t seed, int rounds)
 
 	fprintf(stderr, "bolt crash simulation: seed %" PRIu64 "\n", seed);
 	snprintf(path, sizeof(path), "%s/crash-%" PRIu64 ".db", cb_dir, seed);
-	memset(&cb_sim, 0, sizeof(cb_sim));
-	cb_sim.rs = seed ^ 0x9e3779b97f4a7c15ull;
-	cb_sim.ops_left = -1;
-	bolt_test_set_file_ops(&cb_sim_ops);
+	sim_start(seed);
 	h = cb_open(path);
 	model_init(&cur, 1500);
 	model_init(&next, 1500);
@@ -491,9 +527,7 @@ static void crash_rounds(uint64_t seed, int rounds)
 	}
 	ck_assert_int_eq(cb_verify(&h, "key", &cur), 0);
 	engine_close(&h);
-	bolt_test_set_file_ops(NULL);
-	free(cb_sim.w);
-	cb_sim.w = NULL;
+	sim_stop();
 	fprintf(stderr, "  %d rounds, %d crashes, %d kept the torn commit\n",
 		rounds, crashes, advanced);
 	ck_assert_int_gt(crashes, 0);
@@ -512,6 +546,126 @@ START_TEST(test_crash_simulation)
 	}
 	for (i = 0; i < 6; i++)
 		crash_rounds(seed + (uint64_t)i * 1000003u, 80);
+}
+END_TEST
+
+/* Unsynced commits between synced ones (the server's pattern), then a
+ * crash at a random file operation of a random later commit: after a
+ * power loss (a new boot tag) the file opens at the last synced commit,
+ * or at the synced commit in flight once its meta was written; after a
+ * kill -9 (same boot) at the newest commit whose meta was written. */
+struct power_models {
+	struct model synced, latest, next;
+};
+
+/* Commits until the armed crash: 0 and the in-flight commit was synced
+ * (1) or not (0) in *sync. */
+static void power_commits(struct engine_handle *h, struct power_models *pm,
+			  uint64_t *rs, bool *sync)
+{
+	for (;;) {
+		int err;
+
+		model_copy(&pm->next, &pm->latest);
+		cb_batch(h, "key", &pm->next, rs, 1 + (int)(cb_rand(rs) % 150),
+			 40000);
+		*sync = cb_rand(rs) % 6 == 0;
+		cb_sim.meta_written = false;
+		err = engine_commit(h, *sync);
+		if (err) {
+			ck_assert_int_eq(err, -EIO);
+			return;
+		}
+		model_copy(&pm->latest, &pm->next);
+		if (*sync)
+			model_copy(&pm->synced, &pm->next);
+	}
+}
+
+static void power_rounds(uint64_t seed, int rounds)
+{
+	struct engine_handle h;
+	struct power_models pm;
+	char path[512];
+	uint64_t rs = seed | 1;
+	int round, power = 0, dropped = 0, kept = 0;
+
+	fprintf(stderr, "bolt power loss simulation: seed %" PRIu64 "\n",
+		seed);
+	snprintf(path, sizeof(path), "%s/power-%" PRIu64 ".db", cb_dir, seed);
+	sim_start(seed);
+	bolt_test_set_boot_tag((uint32_t)cb_rand(&rs) | 1);
+	h = cb_open(path);
+	model_init(&pm.synced, 1500);
+	model_init(&pm.latest, 1500);
+	model_init(&pm.next, 1500);
+	ck_assert_int_eq(engine_bucket_create(&h, "key"), 0);
+	ck_assert_int_eq(engine_commit(&h, true), 0);
+	for (round = 0; round < rounds; round++) {
+		const struct model *want;
+		bool sync, mw;
+
+		/* commits are 4..30 operations: crash in one of the next
+		 * few, synced or not */
+		cb_sim.ops_left = (long)(cb_rand(&rs) % 100);
+		cb_sim.power = cb_rand(&rs) % 4 != 0;
+		power_commits(&h, &pm, &rs, &sync);
+		mw = cb_sim.meta_written; /* open may write a meta too */
+		engine_close(&h);
+		if (cb_sim.power) /* a reboot */
+			bolt_test_set_boot_tag((uint32_t)cb_rand(&rs) | 1);
+		cb_sim.crashed = false;
+		cb_sim.ops_left = -1;
+		h = cb_open(path);
+		cb_check(&h);
+		if (!cb_sim.power)
+			want = mw ? &pm.next : &pm.latest;
+		else if (sync && mw &&
+			 cb_verify(&h, "key", &pm.synced) != 0)
+			want = &pm.next; /* its meta reached the disk */
+		else
+			want = &pm.synced;
+		ck_assert_msg(cb_verify(&h, "key", want) == 0,
+			      "seed %" PRIu64 " round %d (%s, in a %s commit): "
+			      "not the expected state",
+			      seed, round,
+			      cb_sim.power ? "power loss" : "kill -9",
+			      sync ? "synced" : "unsynced");
+		power += cb_sim.power;
+		if (cb_sim.power && want == &pm.synced &&
+		    cb_verify(&h, "key", &pm.latest) != 0)
+			dropped++; /* unsynced commits were lost */
+		if (!cb_sim.power && want != &pm.synced &&
+		    cb_verify(&h, "key", &pm.synced) != 0)
+			kept++; /* unsynced commits survived a kill -9 */
+		model_copy(&pm.synced, want);
+		model_copy(&pm.latest, want);
+	}
+	engine_close(&h);
+	sim_stop();
+	bolt_test_set_boot_tag(0);
+	fprintf(stderr,
+		"  %d crashes, %d power losses (%d dropped unsynced "
+		"commits), %d kill -9 keeping unsynced commits\n",
+		rounds, power, dropped, kept);
+	ck_assert_int_gt(dropped, 0);
+	ck_assert_int_gt(kept, 0);
+	model_free(&pm.synced);
+	model_free(&pm.latest);
+	model_free(&pm.next);
+}
+
+START_TEST(test_power_loss_unsynced)
+{
+	uint64_t seed = cb_seed();
+	int i;
+
+	if (getenv("CAIRN_TEST_SEED")) {
+		power_rounds(seed, 200);
+		return;
+	}
+	for (i = 0; i < 4; i++)
+		power_rounds(seed + (uint64_t)i * 1000003u, 100);
 }
 END_TEST
 
@@ -673,6 +827,137 @@ START_TEST(test_format_new_file)
 }
 END_TEST
 
+/* format.h's slot rule and meta flags: unsynced commits never write the
+ * meta page of the last synced one (txids skip to the other parity) and
+ * carry the unsynced bit; synced ones carry flags 0, like bbolt. */
+static uint32_t cb_meta_flags(const char *path, uint64_t slot, uint64_t txid)
+{
+	uint8_t pg[4096];
+
+	cb_read(path, pg, sizeof(pg), (off_t)slot * 4096);
+	cb_meta(pg, slot, txid);
+	return bolt_ld32(pg + BOLT_PAGE_HDR + BOLT_M_FLAGS);
+}
+
+START_TEST(test_format_unsynced_slots)
+{
+	static const struct {
+		bool sync;
+		uint64_t txid;
+	} steps[] = {{true, 2}, {false, 3}, {false, 5}, {true, 7},
+		     {false, 8}, {false, 10}, {true, 12}, {true, 13}};
+	struct engine_handle h;
+	char path[512];
+	uint32_t tag = bolt_test_set_boot_tag(0x1234);
+	size_t i;
+
+	(void)tag;
+	if (sysconf(_SC_PAGESIZE) != 4096)
+		return;
+	cb_path(path, sizeof(path), "slots.db");
+	h = cb_open(path);
+	ck_assert_int_eq(engine_bucket_create(&h, "key"), 0);
+	for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		uint64_t t = steps[i].txid;
+
+		ck_assert_int_eq(engine_put(&h, "key", &i, sizeof(i), "v", 1),
+				 0);
+		ck_assert_int_eq(engine_commit(&h, steps[i].sync), 0);
+		ck_assert_uint_eq(bolt_txid(h.e), t);
+		ck_assert_uint_eq(cb_meta_flags(path, t % 2, t),
+				  steps[i].sync ? 0 : 1u | 0x1234u << 1);
+	}
+	/* an empty synced commit after an unsynced one rewrites its meta
+	 * synced, in place */
+	ck_assert_int_eq(engine_put(&h, "key", "x", 1, "v", 1), 0);
+	ck_assert_int_eq(engine_commit(&h, false), 0);
+	ck_assert_uint_eq(bolt_txid(h.e), 14);
+	ck_assert_uint_eq(cb_meta_flags(path, 0, 14), 1u | 0x1234u << 1);
+	ck_assert_uint_eq(cb_meta_flags(path, 1, 13), 0);
+	ck_assert_int_eq(engine_commit(&h, true), 0);
+	ck_assert_uint_eq(bolt_txid(h.e), 14);
+	ck_assert_uint_eq(cb_meta_flags(path, 0, 14), 0);
+	/* a reopen in the same boot keeps an unsynced commit and makes it
+	 * synced; after a reboot it is dropped */
+	ck_assert_int_eq(engine_put(&h, "key", "y", 1, "v", 1), 0);
+	ck_assert_int_eq(engine_commit(&h, false), 0);
+	ck_assert_uint_eq(bolt_txid(h.e), 15);
+	engine_close(&h);
+	h = cb_open(path);
+	cb_check(&h);
+	ck_assert_uint_eq(bolt_txid(h.e), 15);
+	ck_assert_uint_eq(cb_meta_flags(path, 1, 15), 0);
+	ck_assert_int_eq(engine_put(&h, "key", "z", 1, "v", 1), 0);
+	ck_assert_int_eq(engine_commit(&h, false), 0);
+	ck_assert_uint_eq(bolt_txid(h.e), 16);
+	engine_close(&h);
+	bolt_test_set_boot_tag(0x4321);
+	h = cb_open(path);
+	cb_check(&h); /* the dropped newer meta is allowed */
+	ck_assert_uint_eq(bolt_txid(h.e), 15);
+	{
+		struct engine_view *v;
+		struct engine_slice s;
+
+		ck_assert_int_eq(engine_view_open(&h, &v), 0);
+		ck_assert_int_eq(engine_get(&h, v, "key", "y", 1, &s), 0);
+		ck_assert_int_eq(engine_get(&h, v, "key", "z", 1, &s),
+				 -ENOENT);
+		engine_view_close(&h, v);
+	}
+	/* the next commit takes the dropped meta's page */
+	ck_assert_int_eq(engine_put(&h, "key", "w", 1, "v", 1), 0);
+	ck_assert_int_eq(engine_commit(&h, false), 0);
+	ck_assert_uint_eq(bolt_txid(h.e), 16);
+	cb_check(&h);
+	engine_close(&h);
+}
+END_TEST
+
+/* Unsynced commits rewriting the same keys reuse the pages they wrote:
+ * the file grows by the synced tree's pages they replace, not by every
+ * commit; the next synced commit frees those too. */
+START_TEST(test_unsynced_growth)
+{
+	struct engine_handle h;
+	char path[512], k[16];
+	uint64_t size, used, rs = 99;
+	int i, c;
+
+	bolt_test_set_strict(false); /* checked below */
+	cb_path(path, sizeof(path), "growth.db");
+	h = cb_open(path);
+	ck_assert_int_eq(engine_bucket_create(&h, "key"), 0);
+	for (i = 0; i < 5000; i++) {
+		snprintf(k, sizeof(k), "%06d", i);
+		ck_assert_int_eq(engine_put(&h, "key", k, 6, "value-0", 7), 0);
+	}
+	ck_assert_int_eq(engine_commit(&h, true), 0);
+	for (c = 0; c < 3000; c++) {
+		for (i = 0; i < 5; i++) {
+			snprintf(k, sizeof(k), "%06d",
+				 (int)(cb_rand(&rs) % 5000));
+			ck_assert_int_eq(engine_put(&h, "key", k, 6, "value-1",
+						    7),
+					 0);
+		}
+		ck_assert_int_eq(engine_commit(&h, false), 0);
+	}
+	cb_check(&h);
+	ck_assert_int_eq(engine_size(&h, &size, &used), 0);
+	/* about 5000 * 30 bytes of tree: 40 pages; 3000 commits of ~8 new
+	 * pages each would be 100 MiB without reuse */
+	ck_assert_uint_lt(size, 2u << 20);
+	ck_assert_int_eq(engine_commit(&h, true), 0);
+	ck_assert_int_eq(engine_put(&h, "key", "000001", 6, "x", 1), 0);
+	ck_assert_int_eq(engine_commit(&h, false), 0);
+	cb_check(&h);
+	ck_assert_int_eq(engine_size(&h, &size, &used), 0);
+	ck_assert_uint_lt(used, 1u << 20);
+	engine_close(&h);
+}
+END_TEST
+
 START_TEST(test_format_snapshot)
 {
 	struct engine_handle h, g;
@@ -702,6 +987,9 @@ START_TEST(test_format_snapshot)
 	cb_read(copy, buf, sizeof(buf), 0);
 	cb_meta(buf, 0, bolt_txid(h.e));
 	cb_meta(buf + 4096, 1, bolt_txid(h.e) - 1);
+	/* a snapshot of an unsynced commit is a synced file */
+	ck_assert_uint_eq(bolt_ld32(buf + 16 + BOLT_M_FLAGS), 0);
+	ck_assert_uint_eq(bolt_ld32(buf + 4096 + 16 + BOLT_M_FLAGS), 0);
 	ck_assert_uint_eq(bolt_ld64(buf + 16 + 40) * 4096, written);
 	engine_close(&h);
 	g = cb_open(copy);
@@ -1088,10 +1376,13 @@ Suite *bolt_suite(void)
 	tcase_add_checked_fixture(tc, cb_setup, cb_teardown);
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_format_new_file);
+	tcase_add_test(tc, test_format_unsynced_slots);
+	tcase_add_test(tc, test_unsynced_growth);
 	tcase_add_test(tc, test_format_snapshot);
 	tcase_add_test(tc, test_unsynced_freelist);
 	tcase_add_test(tc, test_random_checked);
 	tcase_add_test(tc, test_crash_simulation);
+	tcase_add_test(tc, test_power_loss_unsynced);
 	tcase_add_test(tc, test_out_of_memory);
 	tcase_add_test(tc, test_view_survives_growth);
 	tcase_add_test(tc, test_no_reuse_under_view);
