@@ -46,10 +46,7 @@
  * RAFT_TRIM_STEP entries so the cost is amortized. */
 #define RAFT_KEEP_ENTRIES 0
 #define RAFT_TRIM_STEP 64
-/* The engine's own cache: the kernel's page cache holds the data file
- * anyway, so a small private cache costs little read speed (measured:
- * none at 100k keys) and keeps RSS low on small machines. */
-#define SERVER_ENGINE_CACHE_BYTES (2u << 20)
+
 
 struct waiter {
 	uint64_t id;
@@ -663,7 +660,6 @@ static int open_storage(struct server *s, char *errbuf, size_t errlen)
 	}
 	snprintf(path, sizeof(path), "%s/snap/db", s->member_dir);
 	ecfg.quota_bytes = s->cfg->quota_backend_bytes;
-	ecfg.cache_bytes = SERVER_ENGINE_CACHE_BYTES;
 	err = engine_open(s->cfg->backend, path, &ecfg, &s->eng);
 	if (err < 0) {
 		snprintf(errbuf, errlen, "cannot open %s engine at %s: %s",

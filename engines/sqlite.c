@@ -61,7 +61,10 @@
 
 #define SQ_APP_ID 0x6361726e	    /* "carn" */
 #define SQ_BUSY_MS 5000		    /* WAL recovery, checkpoint races */
-#define SQ_DEFAULT_CACHE (8u << 20) /* bytes, writer page cache */
+/* Writer page cache. The kernel's page cache holds the db file anyway, so
+ * a small private cache costs little read speed (measured: none on
+ * point reads over 100k keys) and keeps RSS low on small machines. */
+#define SQ_DEFAULT_CACHE (2u << 20)
 #define SQ_POOL_MAX 4		    /* idle readers kept open */
 #define SQ_COPY_BUF (256u << 10)    /* snapshot copy buffer */
 #define SQ_SCAN_VARIANTS 4	    /* (reverse ? 2 : 0) + (end ? 1 : 0) */
