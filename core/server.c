@@ -46,7 +46,14 @@
  * RAFT_TRIM_STEP entries so the cost is amortized. */
 #define RAFT_KEEP_ENTRIES 0
 #define RAFT_TRIM_STEP 64
-
+/* The engine batch is committed (without fsync) at most this often or
+ * after this many applied entries, whichever comes first: etcd's
+ * --backend-batch-interval and --backend-batch-limit defaults. Reads do
+ * not wait for it: MVCC serves uncommitted revisions from its buffer. An
+ * engine commit per loop turn would rewrite the same pages over and over
+ * (measured: 13 KB written per put with one client on sqlite). */
+#define ENGINE_BATCH_MS 100
+#define ENGINE_BATCH_LIMIT 10000
 
 struct waiter {
 	uint64_t id;
@@ -89,7 +96,8 @@ struct server {
 	} close_hooks[SERVER_MAX_HOOKS];
 	size_t n_close_hooks;
 
-	struct event *tick_ev, *ready_ev;
+	struct event *tick_ev, *ready_ev, *commit_ev;
+	uint64_t uncommitted;	/* entries applied since the engine commit */
 	struct raft_ready rd;
 	bool rd_pending; /* a Ready waits for its fsync */
 	bool stopping;
@@ -249,6 +257,46 @@ static void trim_raft_log(struct server *s)
 		raft_compact(s->raft, idx, term);
 }
 
+static void fail_fatal(struct server *s, int err, const char *what);
+
+/* Commit the engine batch now (no fsync: the WAL is the durability).
+ * An error is fatal for the caller: MVCC's index would be ahead of the
+ * engine (mvcc.h), and a restart replays the WAL from the engine's
+ * index. */
+int server_commit(struct server *s)
+{
+	int err;
+
+	if (s->uncommitted == 0)
+		return 0;
+	err = mvcc_commit(s->mvcc, false);
+	if (err == 0)
+		s->uncommitted = 0;
+	return err;
+}
+
+static int schedule_commit(struct server *s)
+{
+	struct timeval tv = {0, ENGINE_BATCH_MS * 1000};
+
+	if (evtimer_pending(s->commit_ev, NULL))
+		return 0;
+	return evtimer_add(s->commit_ev, &tv) < 0 ? -EIO : 0;
+}
+
+static void commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	int err;
+
+	(void)fd;
+	(void)what;
+	if (s->fatal)
+		return;
+	if ((err = server_commit(s)) < 0)
+		fail_fatal(s, err, "engine commit");
+}
+
 /* Every --snapshot-count applied entries: make the engine durable, then
  * write a WAL snapshot marker so replay starts after it and older WAL
  * segments can go (etcd's snapshot + WAL purge, minus the .snap file,
@@ -262,9 +310,11 @@ static void maybe_snapshot(struct server *s)
 	if (s->applied_index - s->snap_index < s->cfg->snapshot_count)
 		return;
 	err = mvcc_commit(s->mvcc, true);
-	if (err == 0)
+	if (err == 0) {
+		s->uncommitted = 0;
 		err = wal_save_snapshot(s->wal, s->applied_index,
 					s->applied_term);
+	}
 	if (err < 0) {
 		log_warn("snapshot at index %llu failed: %s",
 			 (unsigned long long)s->applied_index,
@@ -274,8 +324,6 @@ static void maybe_snapshot(struct server *s)
 	s->snap_index = s->applied_index;
 	s->marker_saved = s->snap_index;
 }
-
-static void fail_fatal(struct server *s, int err, const char *what);
 
 static void apply_committed(struct server *s, const struct raft_entry *ents,
 			    size_t n)
@@ -309,14 +357,15 @@ static void apply_committed(struct server *s, const struct raft_entry *ents,
 		s->applied_index = e->index;
 		s->applied_term = e->term;
 	}
-	/* one engine batch per round, carrying the applied index (inv. 3);
-	 * the WAL is the durability, so no fsync here */
+	/* the applied index goes into the same engine batch (inv. 3) */
 	err = mvcc_set_consistent_index(s->mvcc, s->applied_index);
-	if (err == 0)
-		err = mvcc_commit(s->mvcc, false);
+	if (err == 0) {
+		s->uncommitted += n;
+		err = s->uncommitted >= ENGINE_BATCH_LIMIT
+			      ? server_commit(s)
+			      : schedule_commit(s);
+	}
 	if (err < 0) {
-		/* MVCC's index is now ahead of the engine (mvcc.h): stop;
-		 * a restart replays the WAL from the engine's index */
 		fail_fatal(s, err, "engine commit");
 		return;
 	}
@@ -556,7 +605,7 @@ void server_get_status(struct server *s, struct server_status *st)
 
 int server_defrag(struct server *s)
 {
-	int err = mvcc_commit(s->mvcc, false);
+	int err = server_commit(s);
 
 	if (err < 0)
 		return err;
@@ -836,7 +885,8 @@ static int start_timers(struct server *s)
 
 	s->ready_ev = event_new(s->base, -1, 0, ready_cb, s);
 	s->tick_ev = event_new(s->base, -1, EV_PERSIST, tick_cb, s);
-	if (!s->ready_ev || !s->tick_ev)
+	s->commit_ev = evtimer_new(s->base, commit_cb, s);
+	if (!s->ready_ev || !s->tick_ev || !s->commit_ev)
 		return -ENOMEM;
 	/* after this turn's socket I/O, so a turn's proposals form a batch */
 	event_priority_set(s->ready_ev, 1);
@@ -907,6 +957,8 @@ void server_close(struct server *s)
 		event_free(s->tick_ev);
 	if (s->ready_ev)
 		event_free(s->ready_ev);
+	if (s->commit_ev)
+		event_free(s->commit_ev);
 	/* drain the helpers before freeing what their callbacks touch */
 	s->closing = true;
 	if (s->bio)

@@ -83,6 +83,12 @@ struct server_status {
 
 void server_get_status(struct server *s, struct server_status *st);
 
+/* Commit the engine batch now, without fsync (it is otherwise committed
+ * every 100 ms or 10 000 applied entries). For readers of the engine
+ * itself, e.g. a snapshot copy. 0 or the engine's error (fatal: the
+ * server then refuses writes). */
+int server_commit(struct server *s);
+
 /* Defragment the engine (blocks the loop, as etcd's defrag blocks the
  * member). 0 or the engine's -errno. */
 int server_defrag(struct server *s);

@@ -184,6 +184,10 @@ static int start_copy(struct snap_xfer *x)
 {
 	const struct config *c = server_config(x->srv);
 
+	int err = server_commit(x->srv); /* the copy shows every applied write */
+
+	if (err < 0)
+		return err;
 	snprintf(x->path, sizeof(x->path), "%s/member/snap/db.send-XXXXXX",
 		 c->data_dir);
 	x->fd = mkstemp(x->path);
