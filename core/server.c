@@ -54,6 +54,11 @@
  * (measured: 13 KB written per put with one client on sqlite). */
 #define ENGINE_BATCH_MS 100
 #define ENGINE_BATCH_LIMIT 10000
+/* And with fsync at most this often: an engine keeps the pages of its
+ * last synced state until the next synced commit (bolt, for power-loss
+ * safety), so rare syncs would let the file grow by a copy of the tree.
+ * Costs the loop one engine fsync per interval under writes. */
+#define ENGINE_SYNC_MS 5000
 
 struct waiter {
 	uint64_t id;
@@ -98,6 +103,7 @@ struct server {
 
 	struct event *tick_ev, *ready_ev, *commit_ev;
 	uint64_t uncommitted;	/* entries applied since the engine commit */
+	uint64_t engine_synced_ms; /* monotonic time of the last sync commit */
 	struct raft_ready rd;
 	bool rd_pending; /* a Ready waits for its fsync */
 	bool stopping;
@@ -263,15 +269,30 @@ static void fail_fatal(struct server *s, int err, const char *what);
  * An error is fatal for the caller: MVCC's index would be ahead of the
  * engine (mvcc.h), and a restart replays the WAL from the engine's
  * index. */
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 int server_commit(struct server *s)
 {
+	uint64_t now;
+	bool sync;
 	int err;
 
 	if (s->uncommitted == 0)
 		return 0;
-	err = mvcc_commit(s->mvcc, false);
-	if (err == 0)
+	now = now_ms();
+	sync = now - s->engine_synced_ms >= ENGINE_SYNC_MS;
+	err = mvcc_commit(s->mvcc, sync);
+	if (err == 0) {
 		s->uncommitted = 0;
+		if (sync)
+			s->engine_synced_ms = now;
+	}
 	return err;
 }
 
