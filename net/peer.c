@@ -1,0 +1,1580 @@
+/* peer: the peer transport (contract and wire format in net/peer.h).
+ *
+ * Invariants:
+ *  1. A peer's queue holds whole encoded frames; qmsgs/qbytes count them
+ *     exactly and never pass max_queue_msgs/max_queue_bytes.
+ *  2. Frames leave the queue only in state UP, and only while the socket's
+ *     output buffer is under PEER_SOCK_HIGH: memory per peer is bounded.
+ *  3. A peer in state IDLE has its retry timer armed and no bufferevent;
+ *     in every other state it has a bufferevent and no armed timer.
+ *  4. A connection (struct peer_conn: an inbound stream, or an outbound
+ *     snapshot stream) is never freed inside its own callback: conn_kill()
+ *     disables it and moves it to the reap list, freed from reap_ev before
+ *     the loop sleeps. So a frame being handled stays readable even if a
+ *     user callback kills its connection.
+ *  5. An outbound snapshot calls its done callback exactly once: whoever
+ *     clears conn->done calls it (snap_finish()).
+ *  6. No received frame is acted on before its whole length is buffered,
+ *     and no length past max_frame + 1 is ever buffered (read watermark).
+ *
+ * Peer (message stream we dial) state machine:
+ *
+ *   IDLE --retry timer--> CONNECTING --connected, hello sent--> HELLO
+ *     ^                        |                                  |
+ *     |        error/EOF/timeout/refused (peer_lost, backoff)     | ack ok
+ *     +------------------------+-------------------------- UP <---+
+ *
+ * Inbound connection: HELLO -> MSGS | SNAP_BEGIN -> SNAP_DATA -> CLOSING;
+ * a refusal or a SNAP_ACK goes to CLOSING (killed once flushed).
+ * Outbound snapshot: S_CONNECT -> S_HELLO -> S_DATA -> S_ACK -> done.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include <pb.h>
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include "core/util/crc32c.h"
+#include "core/util/log.h"
+#include "net/peer.h"
+#include "net/proto/raft.pb.h"
+
+#define PEER_VERSION 1
+#define HDR 5 /* u32 length + u8 kind */
+#define HELLO_LEN 29
+#define ACK_LEN 17
+
+enum frame_kind {
+	F_HELLO = 1,
+	F_HELLO_ACK = 2,
+	F_MSG = 3,
+	F_SNAP_BEGIN = 4,
+	F_SNAP_DATA = 5,
+	F_SNAP_END = 6,
+	F_SNAP_ACK = 7,
+};
+
+enum stream_kind { STREAM_MSGS = 0, STREAM_SNAP = 1 };
+
+enum peer_state { P_IDLE, P_CONNECTING, P_HELLO, P_UP };
+
+enum conn_state {
+	C_HELLO,
+	C_MSGS,
+	C_SNAP_BEGIN,
+	C_SNAP_DATA,
+	C_CLOSING,
+	S_CONNECT,
+	S_HELLO,
+	S_DATA,
+	S_ACK,
+};
+
+struct peer_frame {
+	struct peer_frame *next;
+	bool vote; /* never evicted to make room */
+	size_t len;
+	uint8_t buf[];
+};
+
+struct peer {
+	struct peer_transport *t;
+	struct peer *next;
+	uint64_t id;
+	char *host;
+	uint16_t port;
+	struct sockaddr_storage addr;
+	int addrlen;
+	enum peer_state state;
+	struct bufferevent *bev;
+	struct event *retry_ev;
+	unsigned backoff_ms;
+	struct peer_frame *qhead, *qtail;
+	struct peer_stats st;
+	struct peer_conn *snap; /* outbound snapshot in flight */
+};
+
+struct peer_conn {
+	struct peer_transport *t;
+	struct peer_conn *next;
+	struct bufferevent *bev;
+	enum conn_state state;
+	bool dead;   /* killed, waiting on the reap list (invariant 4) */
+	uint64_t id; /* the hello's sender (inbound) or the target (out) */
+	char name[64];
+	/* Snapshot, either direction. */
+	struct peer_snap_meta meta;
+	uint64_t bytes;
+	uint32_t crc;
+	int fd;	    /* inbound: the file being written, or -1 */
+	char *path; /* inbound: its name while we own it */
+	peer_snap_read_fn read;
+	void *read_arg;
+	peer_snap_done_fn done; /* invariant 5 */
+	void *done_arg;
+	bool eof;
+};
+
+struct peer_transport {
+	struct event_base *base;
+	struct peer_config cfg;
+	char *snap_dir;
+	peer_msg_fn on_msg;
+	void *arg;
+	peer_snap_fn on_snap;
+	void *snap_arg;
+	peer_drop_fn drop;
+	void *drop_arg;
+	struct evconnlistener *lev;
+	uint16_t port;
+	struct peer *peers;
+	struct peer_conn *conns, *reap;
+	struct event *reap_ev;
+	struct peer_transport_stats st;
+	struct raft_entry *dec; /* decode scratch, reused */
+	size_t dec_cap;
+};
+
+/* nanopb calls this for raftpb.Entry's Data (net/proto/raft.options). */
+bool raftpb_Entry_callback(pb_istream_t *is, pb_ostream_t *os,
+			   const pb_field_t *field)
+{
+	return pbslice_field_cb(is, os, field);
+}
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
+}
+
+static void addr_name(const struct sockaddr *sa, char *buf, size_t n)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(buf, n, "%s:%u", host, port);
+}
+
+static void set_nodelay(struct bufferevent *bev)
+{
+	int one = 1;
+	evutil_socket_t fd = bufferevent_getfd(bev);
+
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* Read and write timeouts in ms; 0 is none. */
+static void set_timeouts(struct bufferevent *bev, unsigned rms, unsigned wms)
+{
+	struct timeval r = {rms / 1000, (rms % 1000) * 1000};
+	struct timeval w = {wms / 1000, (wms % 1000) * 1000};
+
+	bufferevent_set_timeouts(bev, rms ? &r : NULL, wms ? &w : NULL);
+}
+
+static void set_timeout(struct bufferevent *bev, unsigned ms)
+{
+	set_timeouts(bev, ms, ms);
+}
+
+static struct peer *peer_find(const struct peer_transport *t, uint64_t id)
+{
+	struct peer *p;
+
+	for (p = t->peers; p; p = p->next)
+		if (p->id == id)
+			return p;
+	return NULL;
+}
+
+static struct peer_frame *frame_new(enum frame_kind kind, size_t plen)
+{
+	struct peer_frame *f = malloc(sizeof(*f) + HDR + plen);
+
+	if (!f)
+		return NULL;
+	f->next = NULL;
+	f->vote = false;
+	f->len = HDR + plen;
+	put_u32(f->buf, (uint32_t)(plen + 1));
+	f->buf[4] = (uint8_t)kind;
+	return f;
+}
+
+static void frame_cleanup(const void *data, size_t len, void *extra)
+{
+	(void)data;
+	(void)len;
+	free(extra);
+}
+
+/* Hand f to the bufferevent (which frees it once written). */
+static int frame_write(struct bufferevent *bev, struct peer_frame *f)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+
+	if (evbuffer_add_reference(out, f->buf, f->len, frame_cleanup, f)) {
+		free(f);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int write_small(struct bufferevent *bev, enum frame_kind kind,
+		       const uint8_t *payload, size_t plen)
+{
+	struct peer_frame *f = frame_new(kind, plen);
+
+	if (!f)
+		return -ENOMEM;
+	memcpy(f->buf + HDR, payload, plen);
+	return frame_write(bev, f);
+}
+
+/* The next whole frame in `in`: 1 (kind, payload, plen set; the caller
+ * drains HDR + plen), 0 (need more bytes), -EPROTO (bad length). */
+static int frame_next(struct peer_transport *t, struct evbuffer *in,
+		      uint8_t *kind, const uint8_t **payload, size_t *plen)
+{
+	uint8_t hdr[4];
+	size_t have = evbuffer_get_length(in);
+	uint32_t n;
+	const uint8_t *p;
+
+	if (have < 4)
+		return 0;
+	evbuffer_copyout(in, hdr, 4);
+	n = get_u32(hdr);
+	if (n == 0 || n > t->cfg.max_frame + 1)
+		return -EPROTO;
+	if (have < 4 + (size_t)n)
+		return 0;
+	p = evbuffer_pullup(in, 4 + (ssize_t)n);
+	if (!p)
+		return -ENOMEM;
+	*kind = p[4];
+	*payload = p + HDR;
+	*plen = n - 1;
+	return 1;
+}
+
+static void hello_fill(const struct peer_transport *t, uint8_t *h,
+		       enum stream_kind kind, uint64_t to)
+{
+	put_u32(h, PEER_VERSION);
+	h[4] = (uint8_t)kind;
+	put_u64(h + 5, t->cfg.cluster_id);
+	put_u64(h + 13, t->cfg.self_id);
+	put_u64(h + 21, to);
+}
+
+static const char *hello_status_str(unsigned s)
+{
+	switch (s) {
+	case PEER_HELLO_OK:
+		return "ok";
+	case PEER_HELLO_WRONG_CLUSTER:
+		return "wrong cluster id";
+	case PEER_HELLO_WRONG_MEMBER:
+		return "wrong member id";
+	case PEER_HELLO_UNKNOWN_SENDER:
+		return "unknown sender";
+	case PEER_HELLO_BAD_VERSION:
+		return "unsupported version";
+	case PEER_HELLO_NO_SNAPSHOTS:
+		return "snapshots not accepted";
+	}
+	return "unknown status";
+}
+
+/* Check a HELLO_ACK from the member we dialed; 0 or a negative errno,
+ * with the reason logged. */
+static int hello_ack_check(const struct peer_transport *t, uint64_t id,
+			   const char *what, const uint8_t *pl, size_t plen)
+{
+	if (plen != ACK_LEN) {
+		log_warn("peer: %s of member %016llx: malformed hello answer",
+			 what, (unsigned long long)id);
+		return -EPROTO;
+	}
+	if (pl[0] != PEER_HELLO_OK) {
+		log_warn("peer: member %016llx refused our %s: %s (its "
+			 "cluster %016llx member %016llx; ours %016llx "
+			 "member %016llx)",
+			 (unsigned long long)id, what, hello_status_str(pl[0]),
+			 (unsigned long long)get_u64(pl + 1),
+			 (unsigned long long)get_u64(pl + 9),
+			 (unsigned long long)t->cfg.cluster_id,
+			 (unsigned long long)t->cfg.self_id);
+		return -ECONNREFUSED;
+	}
+	if (get_u64(pl + 1) != t->cfg.cluster_id || get_u64(pl + 9) != id) {
+		log_warn("peer: %s: the member at the address of %016llx is "
+			 "%016llx of cluster %016llx; closing",
+			 what, (unsigned long long)id,
+			 (unsigned long long)get_u64(pl + 9),
+			 (unsigned long long)get_u64(pl + 1));
+		return -ECONNREFUSED;
+	}
+	return 0;
+}
+
+/* ---- raftpb.Message <-> struct raft_msg ------------------------------- */
+
+static const uint32_t type_to_pb[] = {
+	[RAFT_MSG_APP] = raftpb_MessageType_MsgApp,
+	[RAFT_MSG_APP_RESP] = raftpb_MessageType_MsgAppResp,
+	[RAFT_MSG_VOTE] = raftpb_MessageType_MsgVote,
+	[RAFT_MSG_VOTE_RESP] = raftpb_MessageType_MsgVoteResp,
+	[RAFT_MSG_PRE_VOTE] = raftpb_MessageType_MsgPreVote,
+	[RAFT_MSG_PRE_VOTE_RESP] = raftpb_MessageType_MsgPreVoteResp,
+	[RAFT_MSG_HEARTBEAT] = raftpb_MessageType_MsgHeartbeat,
+	[RAFT_MSG_HEARTBEAT_RESP] = raftpb_MessageType_MsgHeartbeatResp,
+};
+#define N_TYPES (sizeof(type_to_pb) / sizeof(type_to_pb[0]))
+
+static int type_from_pb(uint32_t pb, enum raft_msg_type *out)
+{
+	for (size_t i = 0; i < N_TYPES; i++) {
+		if (type_to_pb[i] == pb) {
+			*out = (enum raft_msg_type)i;
+			return 0;
+		}
+	}
+	return -EPROTO;
+}
+
+static bool is_vote(enum raft_msg_type type)
+{
+	return type == RAFT_MSG_VOTE || type == RAFT_MSG_VOTE_RESP ||
+	       type == RAFT_MSG_PRE_VOTE || type == RAFT_MSG_PRE_VOTE_RESP;
+}
+
+static bool entries_encode(pb_ostream_t *os, const pb_field_t *field,
+			   void *const *arg)
+{
+	const struct raft_msg *m = *arg;
+
+	for (size_t i = 0; i < m->n_entries; i++) {
+		const struct raft_entry *e = &m->entries[i];
+		raftpb_Entry pe;
+
+		memset(&pe, 0, sizeof(pe));
+		pe.has_Type = pe.has_Term = pe.has_Index = true;
+		pe.Type = (raftpb_EntryType)e->type;
+		pe.Term = e->term;
+		pe.Index = e->index;
+		pe.Data.p = e->data;
+		pe.Data.n = e->len;
+		if (!pb_encode_tag_for_field(os, field) ||
+		    !pb_encode_submessage(os, raftpb_Entry_fields, &pe))
+			return false;
+	}
+	return true;
+}
+
+struct dec_ctx {
+	struct peer_transport *t;
+	size_t n;
+};
+
+static bool entries_decode(pb_istream_t *is, const pb_field_t *field,
+			   void **arg)
+{
+	struct dec_ctx *d = *arg;
+	struct peer_transport *t = d->t;
+	raftpb_Entry pe;
+	struct raft_entry *e;
+
+	(void)field;
+	if (d->n == t->cfg.max_entries)
+		PB_RETURN_ERROR(is, "too many entries");
+	if (d->n == t->dec_cap) {
+		size_t cap = t->dec_cap ? t->dec_cap * 2 : 64;
+		struct raft_entry *v = reallocarray(t->dec, cap, sizeof(*v));
+
+		if (!v)
+			PB_RETURN_ERROR(is, "out of memory");
+		t->dec = v;
+		t->dec_cap = cap;
+	}
+	memset(&pe, 0, sizeof(pe));
+	if (!pb_decode(is, raftpb_Entry_fields, &pe))
+		return false;
+	e = &t->dec[d->n++];
+	e->term = pe.Term;
+	e->index = pe.Index;
+	e->type = (uint32_t)pe.Type;
+	e->data = pe.Data.n ? (uint8_t *)pe.Data.p : NULL;
+	e->len = pe.Data.n;
+	return true;
+}
+
+/* Encode m as a MSG frame into *out. */
+static int msg_encode(const struct peer_transport *t, const struct raft_msg *m,
+		      struct peer_frame **out)
+{
+	raftpb_Message pm;
+	struct peer_frame *f;
+	size_t size;
+	pb_ostream_t os;
+
+	memset(&pm, 0, sizeof(pm));
+	/* gogoproto's non-nullable fields are always on the wire: same here. */
+	pm.has_type = pm.has_to = pm.has_from = pm.has_term = true;
+	pm.has_logTerm = pm.has_index = pm.has_commit = true;
+	pm.has_reject = pm.has_rejectHint = true;
+	pm.type = (raftpb_MessageType)type_to_pb[m->type];
+	pm.to = m->to;
+	pm.from = t->cfg.self_id;
+	pm.term = m->term;
+	pm.logTerm = m->log_term;
+	pm.index = m->index;
+	pm.commit = m->commit;
+	pm.reject = m->reject;
+	pm.rejectHint = m->reject_hint;
+	pm.entries.funcs.encode = entries_encode;
+	pm.entries.arg = (void *)m;
+	if (!pb_get_encoded_size(&size, raftpb_Message_fields, &pm))
+		return -EINVAL;
+	if (size > t->cfg.max_frame)
+		return -EMSGSIZE;
+	f = frame_new(F_MSG, size);
+	if (!f)
+		return -ENOMEM;
+	os = pb_ostream_from_buffer(f->buf + HDR, size);
+	if (!pb_encode(&os, raftpb_Message_fields, &pm) ||
+	    os.bytes_written != size) {
+		free(f);
+		return -EINVAL;
+	}
+	f->vote = is_vote(m->type);
+	*out = f;
+	return 0;
+}
+
+/* Decode a MSG payload into *m (entries in t->dec, data in payload). */
+static int msg_decode(struct peer_transport *t, const uint8_t *payload,
+		      size_t plen, struct raft_msg *m)
+{
+	raftpb_Message pm;
+	struct dec_ctx d = {t, 0};
+	pb_istream_t is = pbslice_istream(payload, plen);
+
+	memset(&pm, 0, sizeof(pm));
+	pm.entries.funcs.decode = entries_decode;
+	pm.entries.arg = &d;
+	if (!pb_decode(&is, raftpb_Message_fields, &pm)) {
+		log_warn("peer: bad raft message: %s", PB_GET_ERROR(&is));
+		return -EPROTO;
+	}
+	memset(m, 0, sizeof(*m));
+	if (type_from_pb((uint32_t)pm.type, &m->type))
+		return -ENOTSUP;
+	m->to = pm.to;
+	m->from = pm.from;
+	m->term = pm.term;
+	m->log_term = pm.logTerm;
+	m->index = pm.index;
+	m->commit = pm.commit;
+	m->reject = pm.reject;
+	m->reject_hint = pm.rejectHint;
+	m->entries = d.n ? t->dec : NULL;
+	m->n_entries = d.n;
+	return 0;
+}
+
+/* ---- connections: kill and reap (invariant 4) ------------------------- */
+
+static void conn_unlink(struct peer_conn **list, struct peer_conn *c)
+{
+	for (; *list; list = &(*list)->next) {
+		if (*list == c) {
+			*list = c->next;
+			return;
+		}
+	}
+}
+
+static void conn_kill(struct peer_conn *c)
+{
+	struct peer_transport *t = c->t;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (c->bev) {
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	}
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	if (c->path) { /* a partial snapshot: not anyone's yet */
+		unlink(c->path);
+		free(c->path);
+		c->path = NULL;
+	}
+	conn_unlink(&t->conns, c);
+	c->next = t->reap;
+	t->reap = c;
+	event_active(t->reap_ev, EV_TIMEOUT, 0);
+}
+
+static void conn_free(struct peer_conn *c)
+{
+	if (c->bev)
+		bufferevent_free(c->bev);
+	free(c);
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer_transport *t = arg;
+	struct peer_conn *c;
+
+	(void)fd;
+	(void)what;
+	while ((c = t->reap)) {
+		t->reap = c->next;
+		conn_free(c);
+	}
+}
+
+/* Outbound snapshot over: invariant 5. */
+static void snap_finish(struct peer_conn *c, int err)
+{
+	peer_snap_done_fn done = c->done;
+	struct peer *p = peer_find(c->t, c->id);
+
+	if (p && p->snap == c)
+		p->snap = NULL;
+	c->done = NULL;
+	conn_kill(c);
+	if (done)
+		done(c->done_arg, err);
+}
+
+/* ---- the dialing side of a message stream ----------------------------- */
+
+static void peer_dial(struct peer *p);
+
+static void peer_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	peer_dial(arg);
+}
+
+static void peer_lost(struct peer *p, const char *why)
+{
+	struct timeval tv;
+
+	if (p->state == P_UP)
+		log_info("peer: stream to member %016llx lost (%s)",
+			 (unsigned long long)p->id, why);
+	else
+		log_debug("peer: dial of member %016llx failed (%s)",
+			  (unsigned long long)p->id, why);
+	if (p->bev) {
+		bufferevent_free(p->bev);
+		p->bev = NULL;
+	}
+	p->state = P_IDLE;
+	p->st.connected = false;
+	tv.tv_sec = p->backoff_ms / 1000;
+	tv.tv_usec = (p->backoff_ms % 1000) * 1000;
+	evtimer_add(p->retry_ev, &tv);
+	p->backoff_ms *= 2;
+	if (p->backoff_ms > p->t->cfg.backoff_max_ms)
+		p->backoff_ms = p->t->cfg.backoff_max_ms;
+}
+
+/* Move queued frames to the socket while it is not backed up (inv. 2). */
+static void peer_flush(struct peer *p)
+{
+	struct evbuffer *out;
+	struct peer_frame *f;
+
+	if (p->state != P_UP)
+		return;
+	out = bufferevent_get_output(p->bev);
+	while ((f = p->qhead) && evbuffer_get_length(out) < PEER_SOCK_HIGH) {
+		p->qhead = f->next;
+		if (!p->qhead)
+			p->qtail = NULL;
+		p->st.queued_msgs--;
+		p->st.queued_bytes -= f->len;
+		if (frame_write(p->bev, f) == 0)
+			p->st.sent_msgs++;
+		else
+			p->st.dropped_queue++;
+	}
+}
+
+static void peer_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct peer *p = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	const uint8_t *pl;
+	size_t plen;
+	uint8_t kind;
+	int rc;
+
+	if (p->state != P_HELLO) {
+		peer_lost(p, "unexpected data from the acceptor");
+		return;
+	}
+	rc = frame_next(p->t, in, &kind, &pl, &plen);
+	if (rc == 0)
+		return;
+	if (rc < 0 || kind != F_HELLO_ACK) {
+		peer_lost(p, "malformed hello answer");
+		return;
+	}
+	rc = hello_ack_check(p->t, p->id, "message stream", pl, plen);
+	if (rc) {
+		p->st.refused++;
+		p->backoff_ms = p->t->cfg.backoff_max_ms;
+		peer_lost(p, "refused");
+		return;
+	}
+	evbuffer_drain(in, HDR + plen);
+	p->state = P_UP;
+	p->st.connected = true;
+	p->st.connects++;
+	p->backoff_ms = p->t->cfg.backoff_min_ms;
+	/* The acceptor never writes; a stream whose pending output makes no
+	 * progress for that long is dead (a silent partition). */
+	set_timeouts(bev, 0, p->t->cfg.hello_timeout_ms);
+	log_info("peer: stream to member %016llx up",
+		 (unsigned long long)p->id);
+	peer_flush(p);
+}
+
+static void peer_write_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	peer_flush(arg);
+}
+
+static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct peer *p = arg;
+	uint8_t h[HELLO_LEN];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		set_nodelay(bev);
+		hello_fill(p->t, h, STREAM_MSGS, p->id);
+		if (write_small(bev, F_HELLO, h, sizeof(h))) {
+			peer_lost(p, "out of memory");
+			return;
+		}
+		p->state = P_HELLO;
+		return;
+	}
+	peer_lost(p, what & BEV_EVENT_TIMEOUT ? "timeout"
+		     : what & BEV_EVENT_EOF   ? "closed by peer"
+					    : strerror(EVUTIL_SOCKET_ERROR()));
+}
+
+static void peer_dial(struct peer *p)
+{
+	struct bufferevent *bev;
+
+	bev = bufferevent_socket_new(p->t->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		peer_lost(p, "out of memory");
+		return;
+	}
+	p->bev = bev;
+	p->state = P_CONNECTING;
+	/* No callbacks yet: a connect that fails at once (-1) has libevent
+	 * run the event callback inside the call; a refusal after 0 is
+	 * reported later, from the loop. */
+	if (bufferevent_socket_connect(bev, (struct sockaddr *)&p->addr,
+				       p->addrlen) < 0) {
+		peer_lost(p, "connect failed");
+		return;
+	}
+	bufferevent_setcb(bev, peer_read_cb, peer_write_cb, peer_event_cb, p);
+	bufferevent_setwatermark(bev, EV_WRITE, PEER_SOCK_HIGH / 2, 0);
+	bufferevent_setwatermark(bev, EV_READ, 0, HDR + ACK_LEN);
+	set_timeout(bev, p->t->cfg.hello_timeout_ms);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* ---- the accepting side ----------------------------------------------- */
+
+static void conn_refuse(struct peer_conn *c, unsigned status)
+{
+	struct peer_transport *t = c->t;
+	uint8_t ack[ACK_LEN];
+
+	t->st.refused++;
+	ack[0] = (uint8_t)status;
+	put_u64(ack + 1, t->cfg.cluster_id);
+	put_u64(ack + 9, t->cfg.self_id);
+	c->state = C_CLOSING;
+	bufferevent_disable(c->bev, EV_READ);
+	if (write_small(c->bev, F_HELLO_ACK, ack, sizeof(ack)))
+		conn_kill(c);
+}
+
+/* Only the newest message stream from a member is kept: an older one is
+ * a leftover of a restart of that member. */
+static void conn_kill_older(struct peer_conn *c)
+{
+	struct peer_conn *o, *next;
+
+	for (o = c->t->conns; o; o = next) {
+		next = o->next;
+		if (o != c && o->id == c->id && o->state == C_MSGS)
+			conn_kill(o);
+	}
+}
+
+static int conn_hello(struct peer_conn *c, const uint8_t *pl, size_t plen)
+{
+	struct peer_transport *t = c->t;
+	uint64_t cluster, from, to;
+	unsigned stream, status = PEER_HELLO_OK;
+	uint8_t ack[ACK_LEN];
+
+	if (plen != HELLO_LEN)
+		return -EPROTO;
+	stream = pl[4];
+	cluster = get_u64(pl + 5);
+	from = get_u64(pl + 13);
+	to = get_u64(pl + 21);
+	if (get_u32(pl) != PEER_VERSION || stream > STREAM_SNAP)
+		status = PEER_HELLO_BAD_VERSION;
+	else if (cluster != t->cfg.cluster_id)
+		status = PEER_HELLO_WRONG_CLUSTER;
+	else if (to != t->cfg.self_id)
+		status = PEER_HELLO_WRONG_MEMBER;
+	else if (!peer_find(t, from))
+		status = PEER_HELLO_UNKNOWN_SENDER;
+	else if (stream == STREAM_SNAP && (!t->snap_dir || !t->on_snap))
+		status = PEER_HELLO_NO_SNAPSHOTS;
+	if (status != PEER_HELLO_OK) {
+		log_warn("peer: refused connection from %s: %s (it is member "
+			 "%016llx of cluster %016llx and wants member %016llx; "
+			 "we are member %016llx of cluster %016llx)",
+			 c->name, hello_status_str(status),
+			 (unsigned long long)from, (unsigned long long)cluster,
+			 (unsigned long long)to,
+			 (unsigned long long)t->cfg.self_id,
+			 (unsigned long long)t->cfg.cluster_id);
+		conn_refuse(c, status);
+		return 0;
+	}
+	c->id = from;
+	ack[0] = PEER_HELLO_OK;
+	put_u64(ack + 1, t->cfg.cluster_id);
+	put_u64(ack + 9, t->cfg.self_id);
+	if (write_small(c->bev, F_HELLO_ACK, ack, sizeof(ack)))
+		return -ENOMEM;
+	if (stream == STREAM_MSGS) {
+		c->state = C_MSGS;
+		set_timeout(c->bev, 0); /* a message stream may idle */
+		conn_kill_older(c);
+	} else {
+		c->state = C_SNAP_BEGIN; /* the hello timeout stays: stalls */
+	}
+	return 0;
+}
+
+static int conn_msg(struct peer_conn *c, const uint8_t *pl, size_t plen)
+{
+	struct peer_transport *t = c->t;
+	struct peer *p = peer_find(t, c->id);
+	struct raft_msg m;
+	int rc = msg_decode(t, pl, plen, &m);
+
+	if (rc == -ENOTSUP) {
+		log_debug("peer: message of unknown type from %016llx ignored",
+			  (unsigned long long)c->id);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (m.from != c->id || m.to != t->cfg.self_id) {
+		log_warn("peer: message from %016llx to %016llx on the stream "
+			 "of member %016llx",
+			 (unsigned long long)m.from, (unsigned long long)m.to,
+			 (unsigned long long)c->id);
+		return -EPROTO;
+	}
+	if (!p)
+		return -ENOENT;
+	if (t->drop && t->drop(t->drop_arg, m.from, m.to)) {
+		p->st.dropped_filter++;
+		return 0;
+	}
+	p->st.recv_msgs++;
+	t->on_msg(t->arg, &m);
+	return 0;
+}
+
+static int snap_begin(struct peer_conn *c, const uint8_t *pl, size_t plen)
+{
+	struct peer_transport *t = c->t;
+
+	if (plen != 24)
+		return -EPROTO;
+	c->meta.term = get_u64(pl);
+	c->meta.index = get_u64(pl + 8);
+	c->meta.size = get_u64(pl + 16);
+	if (asprintf(&c->path, "%s/peer-snap-XXXXXX", t->snap_dir) < 0) {
+		c->path = NULL;
+		return -ENOMEM;
+	}
+	c->fd = mkstemp(c->path);
+	if (c->fd < 0) {
+		log_error("peer: cannot create a snapshot file in %s: %s",
+			  t->snap_dir, strerror(errno));
+		free(c->path);
+		c->path = NULL;
+		return -errno;
+	}
+	c->state = C_SNAP_DATA;
+	return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void snap_ack(struct peer_conn *c, uint8_t status)
+{
+	c->state = C_CLOSING;
+	bufferevent_disable(c->bev, EV_READ);
+	if (write_small(c->bev, F_SNAP_ACK, &status, 1))
+		conn_kill(c);
+}
+
+static int snap_end(struct peer_conn *c, const uint8_t *pl, size_t plen)
+{
+	struct peer_transport *t = c->t;
+	char *path;
+
+	if (plen != 12)
+		return -EPROTO;
+	if (get_u64(pl) != c->bytes || get_u32(pl + 8) != c->crc) {
+		log_warn("peer: snapshot from %016llx damaged (%llu bytes)",
+			 (unsigned long long)c->id,
+			 (unsigned long long)c->bytes);
+		return -EPROTO;
+	}
+	close(c->fd);
+	c->fd = -1;
+	path = c->path;
+	c->path = NULL; /* the handler owns the file now */
+	t->st.snaps_received++;
+	snap_ack(c, 0);
+	t->on_snap(t->snap_arg, c->id, &c->meta, path);
+	free(path);
+	return 0;
+}
+
+static int snap_data(struct peer_conn *c, uint8_t kind, const uint8_t *pl,
+		     size_t plen)
+{
+	int rc;
+
+	if (kind == F_SNAP_END)
+		return snap_end(c, pl, plen);
+	if (kind != F_SNAP_DATA || plen == 0)
+		return -EPROTO;
+	rc = write_all(c->fd, pl, plen);
+	if (rc) {
+		log_error("peer: writing snapshot %s: %s", c->path,
+			  strerror(-rc));
+		snap_ack(c, 1);
+		return 0;
+	}
+	c->crc = crc32c(c->crc, pl, plen);
+	c->bytes += plen;
+	return 0;
+}
+
+static int conn_frame(struct peer_conn *c, uint8_t kind, const uint8_t *pl,
+		      size_t plen)
+{
+	switch (c->state) {
+	case C_HELLO:
+		return kind == F_HELLO ? conn_hello(c, pl, plen) : -EPROTO;
+	case C_MSGS:
+		return kind == F_MSG ? conn_msg(c, pl, plen) : -EPROTO;
+	case C_SNAP_BEGIN:
+		return kind == F_SNAP_BEGIN ? snap_begin(c, pl, plen) : -EPROTO;
+	case C_SNAP_DATA:
+		return snap_data(c, kind, pl, plen);
+	default:
+		return -EPROTO;
+	}
+}
+
+static void conn_bad(struct peer_conn *c, int rc)
+{
+	c->t->st.bad_frames++;
+	log_warn("peer: closing connection from %s (member %016llx): "
+		 "malformed stream (%s)",
+		 c->name, (unsigned long long)c->id, strerror(-rc));
+	conn_kill(c);
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct peer_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	const uint8_t *pl;
+	size_t plen;
+	uint8_t kind;
+	int rc;
+
+	while (c->state != C_CLOSING) {
+		rc = frame_next(c->t, in, &kind, &pl, &plen);
+		if (rc == 0)
+			return;
+		if (rc > 0)
+			rc = conn_frame(c, kind, pl, plen);
+		if (rc < 0) {
+			if (!c->dead) /* not killed by a callback meanwhile */
+				conn_bad(c, rc);
+			return;
+		}
+		if (c->dead)
+			return; /* by a user callback (invariant 4) */
+		evbuffer_drain(in, HDR + plen);
+	}
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct peer_conn *c = arg;
+
+	if (c->state == C_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		conn_kill(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct peer_conn *c = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_TIMEOUT)
+		log_warn("peer: connection from %s timed out", c->name);
+	if (c->path)
+		log_warn("peer: snapshot from %016llx cut short after %llu "
+			 "bytes; partial file removed",
+			 (unsigned long long)c->id,
+			 (unsigned long long)c->bytes);
+	conn_kill(c);
+}
+
+static struct peer_conn *conn_new(struct peer_transport *t)
+{
+	struct peer_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->t = t;
+	c->fd = -1;
+	return c;
+}
+
+static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+		      struct sockaddr *sa, int salen, void *arg)
+{
+	struct peer_transport *t = arg;
+	struct peer_conn *c = conn_new(t);
+
+	(void)lev;
+	(void)salen;
+	if (!c)
+		goto fail;
+	c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev)
+		goto fail;
+	addr_name(sa, c->name, sizeof(c->name));
+	t->st.accepted++;
+	c->state = C_HELLO;
+	c->next = t->conns;
+	t->conns = c;
+	set_nodelay(c->bev);
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb,
+			  c);
+	/* Invariant 6: never buffer more than one largest frame. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, HDR + t->cfg.max_frame);
+	set_timeout(c->bev, t->cfg.hello_timeout_ms);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return;
+fail:
+	log_error("peer: out of memory accepting a connection");
+	free(c);
+	evutil_closesocket(fd);
+}
+
+/* ---- outbound snapshot stream ----------------------------------------- */
+
+static void snap_pump(struct peer_conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t chunk = PEER_SNAP_CHUNK < c->t->cfg.max_frame
+			       ? PEER_SNAP_CHUNK
+			       : c->t->cfg.max_frame;
+
+	while (!c->eof && evbuffer_get_length(out) < PEER_SOCK_HIGH) {
+		struct peer_frame *f = frame_new(F_SNAP_DATA, chunk);
+		ssize_t n;
+
+		if (!f) {
+			snap_finish(c, -ENOMEM);
+			return;
+		}
+		n = c->read(c->read_arg, f->buf + HDR, chunk);
+		if (n < 0 || (size_t)n > chunk) {
+			free(f);
+			snap_finish(c, n < 0 ? (int)n : -EINVAL);
+			return;
+		}
+		if (n == 0) {
+			uint8_t end[12];
+
+			free(f);
+			put_u64(end, c->bytes);
+			put_u32(end + 8, c->crc);
+			c->eof = true;
+			c->state = S_ACK;
+			set_timeout(c->bev, c->t->cfg.hello_timeout_ms);
+			if (write_small(c->bev, F_SNAP_END, end, sizeof(end)))
+				snap_finish(c, -ENOMEM);
+			return;
+		}
+		put_u32(f->buf, (uint32_t)n + 1);
+		f->len = HDR + (size_t)n;
+		c->crc = crc32c(c->crc, f->buf + HDR, (size_t)n);
+		c->bytes += (uint64_t)n;
+		if (frame_write(c->bev, f)) {
+			snap_finish(c, -ENOMEM);
+			return;
+		}
+	}
+}
+
+static void snapout_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct peer_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	const uint8_t *pl;
+	size_t plen;
+	uint8_t kind, begin[24];
+	int rc = frame_next(c->t, in, &kind, &pl, &plen);
+
+	if (rc == 0)
+		return;
+	if (rc < 0)
+		goto bad;
+	if (c->state == S_HELLO && kind == F_HELLO_ACK) {
+		rc = hello_ack_check(c->t, c->id, "snapshot stream", pl, plen);
+		if (rc) {
+			snap_finish(c, rc);
+			return;
+		}
+		evbuffer_drain(in, HDR + plen);
+		put_u64(begin, c->meta.term);
+		put_u64(begin + 8, c->meta.index);
+		put_u64(begin + 16, c->meta.size);
+		if (write_small(bev, F_SNAP_BEGIN, begin, sizeof(begin))) {
+			snap_finish(c, -ENOMEM);
+			return;
+		}
+		c->state = S_DATA;
+		/* Nothing comes back until the end: only writes may stall. */
+		set_timeouts(bev, 0, c->t->cfg.hello_timeout_ms);
+		snap_pump(c);
+		return;
+	}
+	if (c->state == S_ACK && kind == F_SNAP_ACK && plen == 1) {
+		if (pl[0])
+			log_warn("peer: member %016llx failed to store our "
+				 "snapshot",
+				 (unsigned long long)c->id);
+		snap_finish(c, pl[0] ? -EPROTO : 0);
+		return;
+	}
+bad:
+	log_warn("peer: snapshot stream to %016llx: unexpected answer",
+		 (unsigned long long)c->id);
+	snap_finish(c, -EPROTO);
+}
+
+static void snapout_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct peer_conn *c = arg;
+
+	(void)bev;
+	if (c->state == S_DATA)
+		snap_pump(c);
+}
+
+static void snapout_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct peer_conn *c = arg;
+	uint8_t h[HELLO_LEN];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		set_nodelay(bev);
+		hello_fill(c->t, h, STREAM_SNAP, c->id);
+		if (write_small(bev, F_HELLO, h, sizeof(h)))
+			snap_finish(c, -ENOMEM);
+		else
+			c->state = S_HELLO;
+		return;
+	}
+	snap_finish(c, c->state == S_CONNECT ? -ECONNREFUSED : -ECONNRESET);
+}
+
+int peer_snapshot_send(struct peer_transport *t, uint64_t to,
+		       const struct peer_snap_meta *meta,
+		       peer_snap_read_fn read, void *read_arg,
+		       peer_snap_done_fn done, void *done_arg)
+{
+	struct peer *p = peer_find(t, to);
+	struct peer_conn *c;
+
+	if (!read || !done || !meta)
+		return -EINVAL;
+	if (!p)
+		return -ENOENT;
+	if (p->snap)
+		return -EBUSY;
+	c = conn_new(t);
+	if (!c)
+		return -ENOMEM;
+	c->bev = bufferevent_socket_new(t->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->id = to;
+	c->state = S_CONNECT;
+	c->meta = *meta;
+	c->read = read;
+	c->read_arg = read_arg;
+	c->done = done;
+	c->done_arg = done_arg;
+	snprintf(c->name, sizeof(c->name), "%s:%u", p->host, p->port);
+	/* Callbacks only after the connect call, as in peer_dial(): so done
+	 * never runs from inside this function. */
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&p->addr,
+				       p->addrlen) < 0) {
+		conn_free(c);
+		return -ECONNREFUSED;
+	}
+	c->next = t->conns;
+	t->conns = c;
+	p->snap = c;
+	bufferevent_setcb(c->bev, snapout_read_cb, snapout_write_cb,
+			  snapout_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, PEER_SOCK_HIGH / 2, 0);
+	set_timeout(c->bev, t->cfg.hello_timeout_ms);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return 0;
+}
+
+static ssize_t fd_read(void *arg, void *buf, size_t n)
+{
+	int fd = (int)(intptr_t)arg;
+	ssize_t r;
+
+	do
+		r = read(fd, buf, n);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : r;
+}
+
+int peer_snapshot_send_fd(struct peer_transport *t, uint64_t to,
+			  const struct peer_snap_meta *meta, int fd,
+			  peer_snap_done_fn done, void *done_arg)
+{
+	if (fd < 0)
+		return -EINVAL;
+	return peer_snapshot_send(t, to, meta, fd_read, (void *)(intptr_t)fd,
+				  done, done_arg);
+}
+
+/* ---- public: lifecycle and peers --------------------------------------- */
+
+#define DEFAULT(field, value)                                                  \
+	do {                                                                   \
+		if (!t->cfg.field)                                             \
+			t->cfg.field = (value);                                \
+	} while (0)
+
+int peer_transport_create(struct event_base *base,
+			  const struct peer_config *cfg, peer_msg_fn on_msg,
+			  void *arg, struct peer_transport **out)
+{
+	struct peer_transport *t;
+
+	if (!base || !cfg || !on_msg || cfg->self_id == RAFT_NONE)
+		return -EINVAL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->base = base;
+	t->cfg = *cfg;
+	t->on_msg = on_msg;
+	t->arg = arg;
+	DEFAULT(max_frame, PEER_DEFAULT_MAX_FRAME);
+	DEFAULT(max_queue_bytes, PEER_DEFAULT_QUEUE_BYTES);
+	DEFAULT(max_queue_msgs, PEER_DEFAULT_QUEUE_MSGS);
+	DEFAULT(max_entries, PEER_DEFAULT_MAX_ENTRIES);
+	DEFAULT(backoff_min_ms, PEER_DEFAULT_BACKOFF_MIN_MS);
+	DEFAULT(backoff_max_ms, PEER_DEFAULT_BACKOFF_MAX_MS);
+	DEFAULT(hello_timeout_ms, PEER_DEFAULT_HELLO_TIMEOUT_MS);
+	if (t->cfg.backoff_min_ms > t->cfg.backoff_max_ms ||
+	    t->cfg.max_frame > UINT32_MAX - 1) {
+		free(t);
+		return -EINVAL;
+	}
+	if (cfg->snap_dir && !(t->snap_dir = strdup(cfg->snap_dir)))
+		goto fail;
+	t->cfg.snap_dir = t->snap_dir;
+	t->reap_ev = event_new(base, -1, 0, reap_cb, t);
+	if (!t->reap_ev)
+		goto fail;
+	*out = t;
+	return 0;
+fail:
+	free(t->snap_dir);
+	free(t);
+	return -ENOMEM;
+}
+
+static void peer_free(struct peer *p)
+{
+	struct peer_frame *f;
+
+	if (p->snap)
+		snap_finish(p->snap, -ECANCELED);
+	while ((f = p->qhead)) {
+		p->qhead = f->next;
+		free(f);
+	}
+	if (p->bev)
+		bufferevent_free(p->bev);
+	if (p->retry_ev)
+		event_free(p->retry_ev);
+	free(p->host);
+	free(p);
+}
+
+void peer_transport_destroy(struct peer_transport *t)
+{
+	struct peer *p;
+	struct peer_conn *c;
+
+	if (!t)
+		return;
+	while ((p = t->peers)) {
+		t->peers = p->next;
+		peer_free(p);
+	}
+	while ((c = t->conns)) {
+		if (c->done)
+			snap_finish(c, -ECANCELED); /* moves c to reap */
+		else
+			conn_kill(c);
+	}
+	reap_cb(-1, 0, t);
+	if (t->lev)
+		evconnlistener_free(t->lev);
+	event_free(t->reap_ev);
+	free(t->dec);
+	free(t->snap_dir);
+	free(t);
+}
+
+void peer_set_snapshot_handler(struct peer_transport *t, peer_snap_fn on_snap,
+			       void *arg)
+{
+	t->on_snap = on_snap;
+	t->snap_arg = arg;
+}
+
+static void accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	(void)lev;
+	(void)arg;
+	log_warn("peer: accept: %s", strerror(EVUTIL_SOCKET_ERROR()));
+}
+
+int peer_listen(struct peer_transport *t, const char *host, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	int len;
+	socklen_t blen = sizeof(ss);
+
+	if (t->lev)
+		return -EALREADY;
+	memset(&ss, 0, sizeof(ss));
+	if (host && inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		len = sizeof(*in);
+	} else if (host && inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		len = sizeof(*in6);
+	} else {
+		return -EINVAL;
+	}
+	errno = 0;
+	t->lev = evconnlistener_new_bind(t->base, accept_cb, t,
+					 LEV_OPT_CLOSE_ON_FREE |
+						 LEV_OPT_REUSEABLE,
+					 -1, (struct sockaddr *)&ss, len);
+	if (!t->lev)
+		return errno ? -errno : -ENOMEM;
+	evconnlistener_set_error_cb(t->lev, accept_error_cb);
+	if (getsockname(evconnlistener_get_fd(t->lev), (struct sockaddr *)&ss,
+			&blen) == 0)
+		t->port =
+			ntohs(ss.ss_family == AF_INET6
+				      ? ((struct sockaddr_in6 *)&ss)->sin6_port
+				      : ((struct sockaddr_in *)&ss)->sin_port);
+	return 0;
+}
+
+uint16_t peer_listen_port(const struct peer_transport *t)
+{
+	return t->lev ? t->port : 0;
+}
+
+static int peer_resolve(struct peer *p)
+{
+	struct addrinfo hints, *res = NULL;
+	char port[8];
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%u", p->port);
+	if (getaddrinfo(p->host, port, &hints, &res) || !res)
+		return -EHOSTUNREACH;
+	memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
+	p->addrlen = (int)res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+int peer_add(struct peer_transport *t, uint64_t id, const char *host,
+	     uint16_t port)
+{
+	struct peer *p;
+	int rc = -ENOMEM;
+
+	if (id == RAFT_NONE || id == t->cfg.self_id || !host)
+		return -EINVAL;
+	if (peer_find(t, id))
+		return -EEXIST;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->t = t;
+	p->id = id;
+	p->port = port;
+	p->backoff_ms = t->cfg.backoff_min_ms;
+	p->host = strdup(host);
+	p->retry_ev = evtimer_new(t->base, peer_retry_cb, p);
+	if (!p->host || !p->retry_ev)
+		goto fail;
+	rc = peer_resolve(p);
+	if (rc)
+		goto fail;
+	p->next = t->peers;
+	t->peers = p;
+	peer_dial(p);
+	return 0;
+fail:
+	peer_free(p);
+	return rc;
+}
+
+int peer_remove(struct peer_transport *t, uint64_t id)
+{
+	struct peer **pp, *p;
+	struct peer_conn *c, *next;
+
+	for (pp = &t->peers; *pp && (*pp)->id != id; pp = &(*pp)->next)
+		;
+	if (!(p = *pp))
+		return -ENOENT;
+	*pp = p->next;
+	for (c = t->conns; c; c = next) {
+		next = c->next;
+		if (c->id == id && c != p->snap)
+			conn_kill(c);
+	}
+	peer_free(p);
+	return 0;
+}
+
+/* ---- public: sending --------------------------------------------------- */
+
+/* Drop the oldest non-vote frame; false if there is none. */
+static bool queue_evict(struct peer *p)
+{
+	struct peer_frame **fp, *f, *prev = NULL;
+
+	for (fp = &p->qhead; (f = *fp); prev = f, fp = &f->next) {
+		if (f->vote)
+			continue;
+		*fp = f->next;
+		if (p->qtail == f)
+			p->qtail = prev;
+		p->st.queued_msgs--;
+		p->st.queued_bytes -= f->len;
+		p->st.dropped_queue++;
+		free(f);
+		return true;
+	}
+	return false;
+}
+
+static int queue_push(struct peer *p, struct peer_frame *f)
+{
+	const struct peer_config *cfg = &p->t->cfg;
+
+	if (f->len > cfg->max_queue_bytes)
+		goto drop;
+	while (p->st.queued_msgs + 1 > cfg->max_queue_msgs ||
+	       p->st.queued_bytes + f->len > cfg->max_queue_bytes)
+		if (!queue_evict(p))
+			goto drop;
+	if (p->qtail)
+		p->qtail->next = f;
+	else
+		p->qhead = f;
+	p->qtail = f;
+	p->st.queued_msgs++;
+	p->st.queued_bytes += f->len;
+	return 0;
+drop:
+	p->st.dropped_queue++;
+	free(f);
+	return -EAGAIN;
+}
+
+int peer_send(struct peer_transport *t, const struct raft_msg *m)
+{
+	struct peer *p;
+	struct peer_frame *f;
+	int rc;
+
+	if (!m || (unsigned)m->type >= N_TYPES || (m->n_entries && !m->entries))
+		return -EINVAL;
+	p = peer_find(t, m->to);
+	if (!p)
+		return -ENOENT;
+	if (t->drop && t->drop(t->drop_arg, t->cfg.self_id, m->to)) {
+		p->st.dropped_filter++;
+		return 0;
+	}
+	rc = msg_encode(t, m, &f);
+	if (rc)
+		return rc;
+	rc = queue_push(p, f);
+	if (rc)
+		return rc;
+	peer_flush(p);
+	return 0;
+}
+
+void peer_set_drop_filter(struct peer_transport *t, peer_drop_fn drop,
+			  void *arg)
+{
+	t->drop = drop;
+	t->drop_arg = arg;
+}
+
+int peer_stats(const struct peer_transport *t, uint64_t id,
+	       struct peer_stats *out)
+{
+	const struct peer *p = peer_find(t, id);
+
+	if (!p)
+		return -ENOENT;
+	*out = p->st;
+	return 0;
+}
+
+void peer_transport_stats(const struct peer_transport *t,
+			  struct peer_transport_stats *out)
+{
+	*out = t->st;
+}
