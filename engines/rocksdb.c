@@ -674,6 +674,12 @@ static void rdb_options(struct engine *e, const struct engine_config *cfg,
 	bbto = rocksdb_block_based_options_create();
 	rocksdb_block_based_options_set_block_cache(bbto, e->cache);
 	rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbto, 1);
+	/* data blocks must not evict the index and filters: with them in
+	 * the same small cache, reads after heavy writes thrashed */
+	rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(
+		bbto, 1);
+	rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(
+		bbto, 1);
 	/* The table factory takes ownership of the policy. */
 	rocksdb_block_based_options_set_filter_policy(
 		bbto, rocksdb_filterpolicy_create_bloom_full(10));
@@ -702,16 +708,12 @@ static int rdb_db_open(struct engine *e, const struct engine_config *cfg)
 {
 	char *msg = NULL;
 
-	/* lz4 when the library has it: cheap CPU, fewer bytes on an SD card. */
-	rdb_options(e, cfg, rocksdb_lz4_compression);
+	/* No compression: a block-cache miss then costs a page-cache read,
+	 * not an LZ4 decompression (measured, 100k keys after 140k random
+	 * puts: 3.3k -> 54k serializable ranges/s at 16 clients); etcd's
+	 * bbolt does not compress either. */
+	rdb_options(e, cfg, rocksdb_no_compression);
 	e->db = rocksdb_open(e->opts, e->path, &msg);
-	if (!e->db && msg && strstr(msg, "ompression")) {
-		log_info("rocksdb: no lz4 (%s); compression off", msg);
-		rocksdb_free(msg);
-		msg = NULL;
-		rdb_options(e, cfg, rocksdb_no_compression);
-		e->db = rocksdb_open(e->opts, e->path, &msg);
-	}
 	return e->db ? 0 : rdb_err(msg, e->path);
 }
 
