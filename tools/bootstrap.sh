@@ -62,7 +62,7 @@ tally() {
 		fi
 	done < <(cat tests/unit/check_cairn.log tests/unit/check_interop.sh.log \
 		tests/grpc/check_transport.sh.log tests/integration/run.sh.log \
-		tests/crash/kill9.sh.log 2>/dev/null)
+		tests/crash/kill9.sh.log tests/linearizability/run.sh.log 2>/dev/null)
 	echo "$passed passed, $failed failed"
 }
 
