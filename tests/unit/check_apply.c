@@ -13,6 +13,7 @@
 #include "core/mvcc/mvcc.h"
 #include "engines/engine.h"
 #include "net/proto/pbutil.h"
+#include "tests/unit/tmpdir.h"
 
 static char dir[] = "/tmp/check_apply.XXXXXX";
 static struct engine_handle eng;
@@ -25,8 +26,7 @@ static void setup(void)
 	char path[256];
 	struct engine_config cfg = {0};
 
-	strcpy(dir, "/tmp/check_apply.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ut_tmpdir(dir, sizeof(dir), "check_apply");
 	snprintf(path, sizeof(path), "%s/db", dir);
 	ck_assert_int_eq(engine_open(engine_default_name(), path, &cfg, &eng), 0);
 	ck_assert_int_eq(mvcc_open(&eng, &mv), 0);
@@ -39,12 +39,9 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[300];
-
 	mvcc_close(mv);
 	engine_close(&eng);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	ut_rmtree(dir);
 }
 
 static struct pbslice S(const char *s)

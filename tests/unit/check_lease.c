@@ -14,6 +14,7 @@
 #include "core/apply.h"
 #include "core/errors.h"
 #include "core/lease.h"
+#include "tests/unit/tmpdir.h"
 #include "core/server.h"
 #include "core/mvcc/mvcc.h"
 #include "engines/engine.h"
@@ -66,23 +67,14 @@ static void close_all(void)
 	engine_close(&eh);
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 static void make_tmpdir(void)
 {
-	strcpy(tmpdir, "/tmp/check_lease.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	ut_tmpdir(tmpdir, sizeof(tmpdir), "check_lease");
 }
 
 static void remove_tmpdir(void)
 {
-	nftw(tmpdir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	ut_rmtree(tmpdir);
 }
 
 static void setup(void)

@@ -12,6 +12,7 @@
 
 #include "core/errors.h"
 #include "core/mvcc/mvcc.h"
+#include "tests/unit/tmpdir.h"
 #include "engines/engine.h"
 
 #define K(s) (const uint8_t *)(s), strlen(s)
@@ -43,25 +44,16 @@ static void close_store(void)
 	engine_close(&eh);
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 /* Unchecked fixture: runs in the parent even when a test fails, so the
  * temp dir always goes. */
 static void make_tmpdir(void)
 {
-	strcpy(tmpdir, "/tmp/check_mvcc.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	ut_tmpdir(tmpdir, sizeof(tmpdir), "check_mvcc");
 }
 
 static void remove_tmpdir(void)
 {
-	nftw(tmpdir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	ut_rmtree(tmpdir);
 }
 
 /* Each test gets a fresh database in its own dir under tmpdir (made in

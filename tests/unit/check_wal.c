@@ -20,6 +20,7 @@
 #include "core/util/bio.h"
 #include "core/util/crc32c.h"
 #include "raftlog/wal.h"
+#include "tests/unit/tmpdir.h"
 
 /* ---- fixtures --------------------------------------------------------- */
 
@@ -28,24 +29,14 @@ static char wdir[128];
 
 static void wal_setup(void)
 {
-	strcpy(tdir, "/tmp/check_wal.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tdir));
+	ut_tmpdir(tdir, sizeof(tdir), "check_wal");
 	/* A missing parent too: wal_open must create both. */
 	snprintf(wdir, sizeof(wdir), "%s/member/wal", tdir);
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static void wal_teardown(void)
 {
-	nftw(tdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	ut_rmtree(tdir);
 }
 
 /* Path of the n-th segment (0 = oldest) or of the last when n < 0. */

@@ -12,6 +12,7 @@
 #include "core/errors.h"
 #include "core/mvcc/mvcc.h"
 #include "core/watch.h"
+#include "tests/unit/tmpdir.h"
 #include "engines/engine.h"
 #include "tests/unit/suites.h"
 
@@ -93,14 +94,6 @@ static void sink_clear(struct sink *s)
 	s->n = 0;
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 static void open_hub(const struct watch_hub_config *cfg)
 {
 	ck_assert_int_eq(watch_hub_create(base, m, cfg, &hub), 0);
@@ -114,8 +107,7 @@ static void setup(void)
 	const char *name =
 		engine_find("sqlite") ? "sqlite" : engine_default_name();
 
-	strcpy(tmpdir, "/tmp/check_watch.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	ut_tmpdir(tmpdir, sizeof(tmpdir), "check_watch");
 	snprintf(path, sizeof(path), "%s/db", tmpdir);
 	ck_assert_int_eq(engine_open(name, path, &cfg, &eh), 0);
 	ck_assert_int_eq(mvcc_open(&eh, &m), 0);
@@ -133,7 +125,7 @@ static void teardown(void)
 	event_base_free(base);
 	mvcc_close(m);
 	engine_close(&eh);
-	nftw(tmpdir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	ut_rmtree(tmpdir);
 }
 
 /* Run the loop until nothing is pending (bounded). */
