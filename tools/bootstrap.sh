@@ -16,7 +16,7 @@ PACKAGES=(
 	libevent-dev libnghttp2-dev nanopb libnanopb-dev protobuf-compiler
 	libsqlite3-dev librocksdb-dev libssl-dev libyaml-dev libjansson-dev
 	check libsubunit-dev
-	etcd-client python3-etcd3 python3-grpcio curl procps jq
+	etcd-client etcd-server python3-etcd3 python3-grpcio python3-protobuf curl procps jq
 )
 
 install_missing() {
