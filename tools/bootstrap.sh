@@ -31,6 +31,12 @@ install_missing() {
 	[ "$(id -u)" -ne 0 ] && sudo=sudo
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+	# Debian starts the etcd it just installed on localhost:2379, cairn's
+	# default port; the tests only run etcd themselves, on free ports.
+	if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null &&
+		systemctl is-active --quiet etcd 2>/dev/null; then
+		$sudo systemctl disable --now etcd >/dev/null 2>&1 || true
+	fi
 }
 
 build() {
