@@ -359,6 +359,7 @@ static void apply_committed(struct server *s, const struct raft_entry *ents,
 		struct apply_out out;
 		struct waiter *w = NULL;
 		uint64_t id = 0;
+		bool sys_err;
 
 		if (e->index <= s->applied_index)
 			continue; /* replayed and already in the engine */
@@ -367,12 +368,21 @@ static void apply_committed(struct server *s, const struct raft_entry *ents,
 			 * only a local proposal has one */
 			apply_entry(&s->actx, e->data, e->len, s->n_waiters > 0,
 				    &id, &out);
+			sys_err = out.err < 0 && out.err > CAIRN_EBASE;
 			w = id ? waiter_take(s, id) : NULL;
 			if (w) {
 				w->done(w->arg, &out);
 				free(w);
 			} else {
 				free(out.buf);
+			}
+			if (sys_err) {
+				/* a client error (CAIRN_E*) changes nothing; a
+				 * system error (-errno: memory, the engine) may
+				 * have left a request half applied: stop before
+				 * the engine commits it, as etcd panics */
+				fail_fatal(s, out.err, "apply");
+				return;
 			}
 		}
 		s->applied_index = e->index;
@@ -987,7 +997,9 @@ void server_close(struct server *s)
 	if (s->wal && wal_close(s->wal) < 0)
 		log_warn("WAL close failed");
 	if (s->mvcc) {
-		if (mvcc_commit(s->mvcc, true) < 0)
+		/* after a fatal error the batch may hold a half-applied
+		 * request: drop it; the WAL replays from the engine's index */
+		if (!s->fatal && mvcc_commit(s->mvcc, true) < 0)
 			log_warn("final engine sync failed");
 		mvcc_close(s->mvcc);
 	}
