@@ -50,6 +50,7 @@
 
 #include <rocksdb/c.h>
 
+#include "core/util/fdio.h"
 #include "core/util/crc32c.h"
 #include "core/util/log.h"
 #include "engines/rocksdb.h"
@@ -1063,20 +1064,11 @@ static int rdb_defrag(struct engine *e)
 
 static int rdb_write_all(int fd, const void *buf, size_t n, uint64_t *written)
 {
-	const uint8_t *p = buf;
+	int err = fd_write_all(fd, buf, n);
 
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-		*written += (uint64_t)w;
-	}
-	return 0;
+	if (err == 0)
+		*written += n;
+	return err;
 }
 
 static void rdb_put_le(uint8_t *p, uint64_t v, int n)

@@ -56,6 +56,7 @@
 
 #include <sqlite3.h>
 
+#include "core/util/fdio.h"
 #include "core/util/log.h"
 #include "engines/sqlite.h"
 
@@ -1288,21 +1289,6 @@ static int sq_defrag(struct engine *e)
 	return sq_exec(e->db, "PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
-static int sq_write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int sq_copy(int from, int to, uint64_t *written)
 {
 	uint8_t *buf = malloc(SQ_COPY_BUF);
@@ -1322,7 +1308,7 @@ static int sq_copy(int from, int to, uint64_t *written)
 		}
 		if (r == 0)
 			break;
-		err = sq_write_all(to, buf, (size_t)r);
+		err = fd_write_all(to, buf, (size_t)r);
 		if (err)
 			break;
 		off += r;

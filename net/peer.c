@@ -49,6 +49,7 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "core/util/fdio.h"
 #include "core/util/crc32c.h"
 #include "core/util/log.h"
 #include "net/peer.h"
@@ -888,21 +889,6 @@ static int snap_begin(struct peer_conn *c, const uint8_t *pl, size_t plen)
 	return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void snap_ack(struct peer_conn *c, uint8_t status)
 {
 	c->state = C_CLOSING;
@@ -944,7 +930,7 @@ static int snap_data(struct peer_conn *c, uint8_t kind, const uint8_t *pl,
 		return snap_end(c, pl, plen);
 	if (kind != F_SNAP_DATA || plen == 0)
 		return -EPROTO;
-	rc = write_all(c->fd, pl, plen);
+	rc = fd_write_all(c->fd, pl, plen);
 	if (rc) {
 		log_error("peer: writing snapshot %s: %s", c->path,
 			  strerror(-rc));

@@ -44,6 +44,7 @@
 
 #include "core/util/bio.h"
 #include "core/util/crc32c.h"
+#include "core/util/fdio.h"
 #include "core/util/log.h"
 
 #define WAL_NAME_LEN 37 /* 16 hex, '-', 16 hex, ".wal" */
@@ -166,24 +167,6 @@ static int wal_fsync_dir(const char *dir)
 		err = -errno;
 	close(fd);
 	return err;
-}
-
-static int wal_pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
 }
 
 /* mkdir -p, fsyncing the parent of every directory it creates so the new
@@ -460,7 +443,7 @@ static int wal_create_seg(const char *dir, const struct wal_cut *c,
 	}
 	err = -posix_fallocate(fd, 0, (off_t)seg_size);
 	if (!err)
-		err = wal_pwrite_all(fd, p, len, 0);
+		err = fd_pwrite_all(fd, p, len, 0);
 	if (!err && fsync(fd) < 0)
 		err = -errno;
 	if (!err && rename(tmp, fin) < 0)
@@ -495,7 +478,7 @@ static int wal_write_batch(struct wal *w, const struct wal_batch *b)
 		const uint8_t *p = b->buf + pos;
 
 		if (k == 0 && end > pos) {
-			err = wal_pwrite_all(w->fd, p, end - pos, w->fd_off);
+			err = fd_pwrite_all(w->fd, p, end - pos, w->fd_off);
 			if (err)
 				return err;
 			w->fd_off += end - pos;

@@ -146,23 +146,6 @@ int bolt_f_sync(struct engine *e)
 	return e->fops->fdatasync(e->fops->ctx, e->fd) < 0 ? -errno : 0;
 }
 
-int bolt_write_full(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		if (w == 0)
-			return -EIO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int bolt_read_full(int fd, uint8_t *p, size_t n, off_t off)
 {
 	while (n > 0) {

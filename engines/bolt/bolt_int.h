@@ -318,7 +318,6 @@ int bolt_f_writev(struct engine *e, struct iovec *iov, int cnt, off_t off);
 int bolt_f_write(struct engine *e, const void *p, size_t n, off_t off);
 int bolt_f_sync(struct engine *e);
 /* Plain fd I/O for snapshots: whole or -errno/-EIO. */
-int bolt_write_full(int fd, const uint8_t *p, size_t n);
 int bolt_read_full(int fd, uint8_t *p, size_t n, off_t off);
 /* Meta m into a full page with header id. */
 void bolt_meta_encode(const struct bolt_meta *m, uint8_t *page, uint64_t id);

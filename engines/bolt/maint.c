@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/util/fdio.h"
 #include "core/util/log.h"
 #include "engines/bolt/bolt_int.h"
 
@@ -50,14 +51,14 @@ static int snap_copy(int src, int dst, const struct bolt_meta *pin,
 	bolt_meta_encode(&m, buf, 0);
 	m.txid--;
 	bolt_meta_encode(&m, buf + m.psz, 1);
-	err = bolt_write_full(dst, buf, 2 * (size_t)m.psz);
+	err = fd_write_all(dst, buf, 2 * (size_t)m.psz);
 	for (off = 2ull * m.psz; !err && off < end;) {
 		size_t n = end - off < BOLT_COPY_BUF ? (size_t)(end - off)
 						     : BOLT_COPY_BUF;
 
 		err = bolt_read_full(src, buf, n, (off_t)off);
 		if (!err)
-			err = bolt_write_full(dst, buf, n);
+			err = fd_write_all(dst, buf, n);
 		off += n;
 	}
 	free(buf);

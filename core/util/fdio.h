@@ -1,0 +1,17 @@
+/* fdio: whole-buffer writes on a file descriptor.
+ *
+ * write(2)/pwrite(2) may write less than asked or be interrupted; these
+ * loop until everything is written. Errors: -errno of the failing call, or
+ * -EIO if the call wrote nothing without an error. Blocking: call from a
+ * helper thread or on fds where blocking is acceptable.
+ */
+#ifndef CAIRN_CORE_UTIL_FDIO_H
+#define CAIRN_CORE_UTIL_FDIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int fd_write_all(int fd, const void *buf, size_t n);
+int fd_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
+
+#endif
