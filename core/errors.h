@@ -57,7 +57,7 @@ enum grpc_status {
 	X(REQUEST_TOO_LARGE, GRPC_INVALID_ARGUMENT,                            \
 	  "etcdserver: request is too large")                                  \
 	X(NO_LEADER, GRPC_UNAVAILABLE, "etcdserver: no leader")                \
-	X(NOT_LEADER, GRPC_UNAVAILABLE, "etcdserver: not leader")              \
+	X(NOT_LEADER, GRPC_FAILED_PRECONDITION, "etcdserver: not leader")              \
 	X(LEADER_CHANGED, GRPC_UNAVAILABLE, "etcdserver: leader changed")      \
 	X(STOPPED, GRPC_UNAVAILABLE, "etcdserver: server stopped")             \
 	X(TIMEOUT, GRPC_UNAVAILABLE, "etcdserver: request timed out")          \
@@ -71,7 +71,42 @@ enum grpc_status {
 	  "etcdserver: invalid sort option")                                   \
 	X(BAD_REQUEST, GRPC_INVALID_ARGUMENT,                                  \
 	  "etcdserver: malformed request")                                     \
-	X(UNIMPLEMENTED, GRPC_UNIMPLEMENTED, "unknown method")
+	X(UNIMPLEMENTED, GRPC_UNIMPLEMENTED, "unknown method")                 \
+	X(MEMBER_EXIST, GRPC_FAILED_PRECONDITION,                              \
+	  "etcdserver: member ID already exist")                               \
+	X(PEER_URL_EXIST, GRPC_FAILED_PRECONDITION,                            \
+	  "etcdserver: Peer URLs already exists")                              \
+	X(MEMBER_NOT_ENOUGH_STARTED, GRPC_FAILED_PRECONDITION,                 \
+	  "etcdserver: re-configuration failed due to not enough started "     \
+	  "members")                                                           \
+	X(MEMBER_BAD_URLS, GRPC_INVALID_ARGUMENT,                              \
+	  "etcdserver: given member URLs are invalid")                         \
+	X(MEMBER_NOT_LEARNER, GRPC_FAILED_PRECONDITION,                        \
+	  "etcdserver: can only promote a learner member")                     \
+	X(LEARNER_NOT_READY, GRPC_FAILED_PRECONDITION,                         \
+	  "etcdserver: can only promote a learner member which is in sync "    \
+	  "with leader")                                                       \
+	X(TOO_MANY_LEARNERS, GRPC_FAILED_PRECONDITION,                         \
+	  "etcdserver: too many learner members in cluster")                   \
+	X(NOT_SUPPORTED_FOR_LEARNER, GRPC_UNAVAILABLE,                         \
+	  "etcdserver: rpc not supported for learner")                         \
+	X(BAD_LEADER_TRANSFEREE, GRPC_FAILED_PRECONDITION,                     \
+	  "etcdserver: bad leader transferee")                                 \
+	X(TIMEOUT_LEADER_FAIL, GRPC_UNAVAILABLE,                               \
+	  "etcdserver: request timed out, possibly due to previous leader "    \
+	  "failure")                                                           \
+	X(TIMEOUT_CONN_LOST, GRPC_UNAVAILABLE,                                 \
+	  "etcdserver: request timed out, possibly due to connection lost")    \
+	X(UNHEALTHY, GRPC_UNAVAILABLE, "etcdserver: unhealthy cluster")        \
+	X(TOO_MANY_REQUESTS, GRPC_RESOURCE_EXHAUSTED,                          \
+	  "etcdserver: too many requests")                                     \
+	X(MEMBER_REMOVED, GRPC_UNAVAILABLE,                                    \
+	  "etcdserver: the member has been permanently removed from the "      \
+	  "cluster")                                                           \
+	X(CONF_CHANGE_PENDING, GRPC_FAILED_PRECONDITION,                       \
+	  "etcdserver: a membership change is still in progress")             \
+	X(LEADER_TRANSFER, GRPC_UNAVAILABLE,                                   \
+	  "etcdserver: leadership transfer in progress")
 
 enum cairn_error {
 	CAIRN_EBASE = -1000,

@@ -17,7 +17,7 @@
  *                         ─► wal_save + wal_sync (helper thread)
  *     on_synced: raft_persisted ─► raft_advance ─► process_ready
  */
-#include "core/server.h"
+#include "core/server_int.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -38,7 +38,6 @@
 #include "net/proto/pbutil.h"
 #include "raftlog/wal.h"
 
-#define WAITER_BUCKETS 4096
 /* Entries kept in raft's memory behind the applied index. A lone voter
  * has no follower to catch up, so it keeps none (a txn of 128 puts makes
  * a 16 KiB entry: 5000 of them, etcd's catch-up window, would be 80 MiB);
@@ -59,57 +58,6 @@
  * safety), so rare syncs would let the file grow by a copy of the tree.
  * Costs the loop one engine fsync per interval under writes. */
 #define ENGINE_SYNC_MS 5000
-
-struct waiter {
-	uint64_t id;
-	server_done_fn done;
-	void *arg;
-	struct waiter *next;
-};
-
-struct server {
-	struct event_base *base;
-	const struct config *cfg;
-	char member_dir[4096];
-
-	struct engine_handle eng;
-	struct mvcc *mvcc;
-	struct bio *bio;
-	struct wal *wal;
-	struct raft *raft;
-	struct apply_ctx actx;
-
-	uint64_t member_id, cluster_id;
-	uint64_t next_req_id;
-	uint64_t applied_index, applied_term;
-	uint64_t hs_term, hs_vote; /* last term/vote handed to the WAL */
-	uint64_t snap_index;	/* last WAL snapshot marker (engine synced) */
-	uint64_t marker_saved;	/* a marker waiting for the next WAL sync */
-	uint64_t marker_syncing; /* a marker in the WAL sync in flight */
-
-	struct waiter *waiters[WAITER_BUCKETS];
-	size_t n_waiters;
-
-	struct {
-		mvcc_observer_fn fn;
-		void *arg;
-	} change_hooks[SERVER_MAX_HOOKS];
-	size_t n_change_hooks;
-	struct {
-		void (*fn)(void *arg);
-		void *arg;
-	} close_hooks[SERVER_MAX_HOOKS];
-	size_t n_close_hooks;
-
-	struct event *tick_ev, *ready_ev, *commit_ev;
-	uint64_t uncommitted;	/* entries applied since the engine commit */
-	uint64_t engine_synced_ms; /* monotonic time of the last sync commit */
-	struct raft_ready rd;
-	bool rd_pending; /* a Ready waits for its fsync */
-	bool stopping;
-	bool closing;	 /* helpers are being drained: callbacks do nothing */
-	int fatal;	 /* a WAL write/fsync failed: refuse everything */
-};
 
 /* ---- ids (etcd's computeMemberId / genID, so ids match etcd's) ------- */
 
@@ -197,7 +145,7 @@ static struct waiter **waiter_slot(struct server *s, uint64_t id)
 	return w;
 }
 
-static int waiter_add(struct server *s, uint64_t id, server_done_fn done,
+int server_waiter_add(struct server *s, uint64_t id, server_done_fn done,
 		      void *arg)
 {
 	struct waiter **slot = waiter_slot(s, id);
@@ -214,7 +162,7 @@ static int waiter_add(struct server *s, uint64_t id, server_done_fn done,
 	return 0;
 }
 
-static struct waiter *waiter_take(struct server *s, uint64_t id)
+struct waiter *server_waiter_take(struct server *s, uint64_t id)
 {
 	struct waiter **slot = waiter_slot(s, id);
 	struct waiter *w = *slot;
@@ -243,7 +191,7 @@ static void waiters_fail_all(struct server *s, int err)
 
 /* ---- the Ready loop --------------------------------------------------- */
 
-static void schedule_ready(struct server *s)
+void server_schedule_ready(struct server *s)
 {
 	if (!s->rd_pending && !s->stopping)
 		event_active(s->ready_ev, 0, 0);
@@ -263,13 +211,12 @@ static void trim_raft_log(struct server *s)
 		raft_compact(s->raft, idx, term);
 }
 
-static void fail_fatal(struct server *s, int err, const char *what);
 
 /* Commit the engine batch now (no fsync: the WAL is the durability).
  * An error is fatal for the caller: MVCC's index would be ahead of the
  * engine (mvcc.h), and a restart replays the WAL from the engine's
  * index. */
-static uint64_t now_ms(void)
+uint64_t server_now_ms(void)
 {
 	struct timespec ts;
 
@@ -285,7 +232,7 @@ int server_commit(struct server *s)
 
 	if (s->uncommitted == 0)
 		return 0;
-	now = now_ms();
+	now = server_now_ms();
 	sync = now - s->engine_synced_ms >= ENGINE_SYNC_MS;
 	err = mvcc_commit(s->mvcc, sync);
 	if (err == 0) {
@@ -315,7 +262,7 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
 	if (s->fatal)
 		return;
 	if ((err = server_commit(s)) < 0)
-		fail_fatal(s, err, "engine commit");
+		server_fail_fatal(s, err, "engine commit");
 }
 
 /* Every --snapshot-count applied entries: make the engine durable, then
@@ -369,7 +316,7 @@ static void apply_committed(struct server *s, const struct raft_entry *ents,
 			apply_entry(&s->actx, e->data, e->len, s->n_waiters > 0,
 				    &id, &out);
 			sys_err = out.err < 0 && out.err > CAIRN_EBASE;
-			w = id ? waiter_take(s, id) : NULL;
+			w = id ? server_waiter_take(s, id) : NULL;
 			if (w) {
 				w->done(w->arg, &out);
 				free(w);
@@ -381,7 +328,7 @@ static void apply_committed(struct server *s, const struct raft_entry *ents,
 				 * system error (-errno: memory, the engine) may
 				 * have left a request half applied: stop before
 				 * the engine commits it, as etcd panics */
-				fail_fatal(s, out.err, "apply");
+				server_fail_fatal(s, out.err, "apply");
 				return;
 			}
 		}
@@ -397,7 +344,7 @@ static void apply_committed(struct server *s, const struct raft_entry *ents,
 			      : schedule_commit(s);
 	}
 	if (err < 0) {
-		fail_fatal(s, err, "engine commit");
+		server_fail_fatal(s, err, "engine commit");
 		return;
 	}
 	trim_raft_log(s);
@@ -463,7 +410,7 @@ static int persist_ready(struct server *s, const struct raft_ready *rd)
 	return err;
 }
 
-static void fail_fatal(struct server *s, int err, const char *what)
+void server_fail_fatal(struct server *s, int err, const char *what)
 {
 	/* never retry an fsync: the page cache state is unknown */
 	log_error("%s failed: %s; refusing further writes", what,
@@ -492,7 +439,7 @@ static void process_ready(struct server *s)
 			 * it rides along with the next fsync (etcd's MustSync) */
 			err = save_hard_state(s, &s->rd.hs);
 			if (err < 0) {
-				fail_fatal(s, err, "WAL write");
+				server_fail_fatal(s, err, "WAL write");
 				return;
 			}
 			raft_advance(s->raft, &s->rd);
@@ -500,7 +447,7 @@ static void process_ready(struct server *s)
 		}
 		err = persist_ready(s, &s->rd);
 		if (err < 0) {
-			fail_fatal(s, err, "WAL write");
+			server_fail_fatal(s, err, "WAL write");
 			return;
 		}
 		s->rd_pending = true;
@@ -517,7 +464,7 @@ static void on_synced(void *arg, int status)
 		return;
 	}
 	if (status < 0) {
-		fail_fatal(s, status, "WAL fsync");
+		server_fail_fatal(s, status, "WAL fsync");
 		s->rd_pending = false;
 		return;
 	}
@@ -552,10 +499,15 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	raft_tick(s->raft);
-	schedule_ready(s);
+	server_schedule_ready(s);
 }
 
 /* ---- proposals and reads ------------------------------------------------ */
+
+uint64_t server_next_id(struct server *s)
+{
+	return s->next_req_id++;
+}
 
 int server_propose(struct server *s, enum server_req kind, const uint8_t *req,
 		   size_t len, server_done_fn done, void *arg)
@@ -569,7 +521,7 @@ int server_propose(struct server *s, enum server_req kind, const uint8_t *req,
 		return CAIRN_ESTOPPED;
 	if (raft_leader(s->raft) != s->member_id)
 		return CAIRN_ENO_LEADER;
-	id = s->next_req_id++;
+	id = server_next_id(s);
 	err = pbu_wrap_internal(id, (uint32_t)kind, req, len, &data, &dlen);
 	if (err < 0)
 		return err;
@@ -579,17 +531,17 @@ int server_propose(struct server *s, enum server_req kind, const uint8_t *req,
 	}
 	/* the waiter first: once proposed, the entry will apply, and its
 	 * client must hear of it */
-	if ((err = waiter_add(s, id, done, arg)) < 0) {
+	if ((err = server_waiter_add(s, id, done, arg)) < 0) {
 		free(data);
 		return err;
 	}
 	err = raft_propose(s->raft, data, dlen, &index);
 	free(data);
 	if (err < 0) {
-		free(waiter_take(s, id));
+		free(server_waiter_take(s, id));
 		return err;
 	}
-	schedule_ready(s);
+	server_schedule_ready(s);
 	return 0;
 }
 
@@ -948,6 +900,7 @@ int server_open(struct event_base *base, const struct config *cfg,
 	s->actx.mvcc = s->mvcc;
 	s->actx.cluster_id = s->cluster_id;
 	s->actx.member_id = s->member_id;
+	/* etcd's idutil layout: member bits, then time, then a counter */
 	s->next_req_id = (s->member_id & 0xffff) << 48 |
 			 (((uint64_t)time(NULL) * 1000) & 0xffffffffffull) << 8;
 	if ((err = start_timers(s)) < 0)
@@ -958,7 +911,7 @@ int server_open(struct event_base *base, const struct config *cfg,
 	/* the first Ready (which applies the entries replayed from the WAL)
 	 * runs at the first loop turn: modules started after server_open
 	 * (the lessor's extension applier) must see those entries */
-	schedule_ready(s);
+	server_schedule_ready(s);
 	*out = s;
 	return 0;
 fail:

@@ -76,11 +76,40 @@ enum raft_msg_type {
 	RAFT_MSG_PRE_VOTE_RESP,
 	RAFT_MSG_HEARTBEAT, /* commit: min(leader commit, peer's match) */
 	RAFT_MSG_HEARTBEAT_RESP,
-	/* room for SNAP, READ_INDEX, TIMEOUT_NOW */
+	/* Added for clusters (issue 5). */
+	RAFT_MSG_PROP,		  /* follower -> leader: entries to append
+				   * (forwarded proposals; term 0 allowed) */
+	RAFT_MSG_READ_INDEX,	  /* follower -> leader: ctx, term 0 allowed */
+	RAFT_MSG_READ_INDEX_RESP, /* leader -> follower: index, ctx; reject
+				   * when the leader cannot serve it now */
+	RAFT_MSG_SNAP,		  /* leader -> follower: snap (see below) */
+	RAFT_MSG_TIMEOUT_NOW,	  /* leader -> transferee: campaign at once */
+};
+
+/* Snapshot metadata: the state machine image covers every entry <= index
+ * (whose term is term), and the membership as of index. In a message the
+ * arrays belong to the sender (raft or the transport) as for entries. */
+struct raft_snap_meta {
+	uint64_t index, term;
+	const uint64_t *voters;
+	size_t n_voters;
+	const uint64_t *learners;
+	size_t n_learners;
 };
 
 /* A message. APP_RESP rejections carry reject_hint (a guess of the last
- * index that may match) and log_term (the term there). */
+ * index that may match) and log_term (the term there).
+ * ctx: a non-zero read context on READ_INDEX / READ_INDEX_RESP and on the
+ * HEARTBEAT / HEARTBEAT_RESP round that confirms it (0: none); on the
+ * wire it is raftpb.Message.context, 8 bytes big-endian.
+ * transfer: on VOTE / PRE_VOTE (and their responses' requests), the
+ * election was started by TIMEOUT_NOW, so voters must not ignore it for
+ * having heard from a leader recently (etcd's "CampaignTransfer"
+ * context).
+ * snap: on SNAP only. The leader's raft fills index/term with its
+ * compaction point and its current membership; the server replaces all
+ * of it with the image it actually sends (its applied index, that
+ * entry's term, raft_conf()). */
 struct raft_msg {
 	enum raft_msg_type type;
 	uint64_t from, to, term, log_term, index, commit;
@@ -88,12 +117,23 @@ struct raft_msg {
 	uint64_t reject_hint;
 	struct raft_entry *entries;
 	size_t n_entries;
+	uint64_t ctx;
+	bool transfer;
+	struct raft_snap_meta snap;
+};
+
+/* A ReadIndex result: once the applied index reaches index, a read that
+ * asked with ctx sees every write acknowledged before it asked (§6.4). */
+struct raft_read_state {
+	uint64_t ctx, index;
 };
 
 struct raft_config {
 	uint64_t id;		/* this member, != RAFT_NONE */
 	const uint64_t *voters; /* all voting members (incl. id), copied */
 	size_t n_voters;	/* a member not in voters never campaigns */
+	const uint64_t *learners; /* non-voting members, copied; disjoint */
+	size_t n_learners;	  /* from voters */
 	int election_tick;	/* e.g. 10; > heartbeat_tick */
 	int heartbeat_tick;	/* e.g. 1; > 0 */
 	bool pre_vote;		/* §9.6 pre-vote before a real election */
@@ -119,6 +159,8 @@ struct raft_ready {
 	size_t n_committed;
 	struct raft_msg *msgs; /* to send; may be sent at once */
 	size_t n_msgs;
+	struct raft_read_state *read_states; /* answered ReadIndex requests */
+	size_t n_read_states;
 	uint64_t leader; /* soft state, always filled */
 	enum raft_role role;
 	uint64_t term;
@@ -223,6 +265,93 @@ int raft_entry_term(const struct raft *r, uint64_t index, uint64_t *term);
  * A follower that needs dropped entries needs a snapshot: not implemented
  * yet (the leader logs it and stops sending to that follower). */
 void raft_compact(struct raft *r, uint64_t index, uint64_t term);
+
+/* ---- clusters (issue 5) ------------------------------------------------
+ *
+ * Proposals on a follower: raft_propose() on a follower that knows a
+ * leader forwards the entry in a PROP message and returns 0 with *index
+ * 0 (unknown); the caller learns the outcome when an entry it recognizes
+ * (e.g. by a request id inside data) is committed, or times out. With no
+ * leader known it returns CAIRN_ENO_LEADER; during a leadership transfer
+ * the leader refuses with CAIRN_ELEADER_TRANSFER. A leader drops PROP
+ * messages it cannot take (transfer in progress), as lost. */
+
+/* ReadIndex (§6.4): ask for a read point. ctx (!= 0) is the caller's
+ * unique tag. The answer comes in a later ready's read_states with the
+ * same ctx, after the leader confirmed with a quorum heartbeat round that
+ * it still leads and has committed an entry of its term; a follower asks
+ * the leader. A lone voter answers in the next ready. Requests may be
+ * lost (leader change, message loss): the caller bounds its wait.
+ * Returns 0, CAIRN_ENO_LEADER (no leader known), -EINVAL (ctx 0),
+ * -ENOMEM. */
+int raft_read_index(struct raft *r, uint64_t ctx);
+
+/* Leadership transfer (thesis §3.10): the leader stops taking proposals,
+ * brings `to` up to date, then sends it TIMEOUT_NOW; `to` campaigns at
+ * once (skipping pre-vote). Abandoned after an election timeout.
+ * Returns 0 (started, or `to` already leads), CAIRN_ENOT_LEADER,
+ * CAIRN_EBAD_LEADER_TRANSFEREE (to is not a voter, or is this member). */
+int raft_transfer_leader(struct raft *r, uint64_t to);
+uint64_t raft_lead_transferee(const struct raft *r); /* RAFT_NONE: none */
+
+/* Membership changes, one member at a time (thesis §4.1). The caller
+ * proposes a RAFT_ENTRY_CONF_CHANGE entry with raft_propose_type() (its
+ * data is the caller's encoding; raft does not read it); raft refuses it
+ * with CAIRN_ECONF_CHANGE_PENDING while an earlier one is not yet applied
+ * (and a forwarded one is dropped). When the caller applies a committed
+ * CONF_CHANGE entry it calls raft_apply_conf_change(), and only then does
+ * the change take effect (the configuration is the applied one, as in
+ * etcd). ADD_NODE adds a voter or promotes a learner; ADD_LEARNER adds a
+ * learner (a learner replicates but never votes nor counts in a quorum
+ * nor campaigns); REMOVE_NODE removes either; UPDATE_NODE changes nothing
+ * in raft. A removed leader steps down; a removed member stops
+ * campaigning. Changes are idempotent (a member may replay entries its
+ * starting configuration already reflects): adding a present voter, or
+ * ADD_LEARNER of a voter, or removing an absent member, changes nothing
+ * and returns 0. Returns 0, -EINVAL (id 0, unknown type), -ENOMEM. */
+enum raft_cc_type {
+	RAFT_CC_ADD_NODE = 0,
+	RAFT_CC_REMOVE_NODE = 1,
+	RAFT_CC_UPDATE_NODE = 2,
+	RAFT_CC_ADD_LEARNER = 3,
+};
+int raft_apply_conf_change(struct raft *r, enum raft_cc_type type, uint64_t id);
+
+/* The current (applied) configuration: fills up to cap ids of each kind
+ * and returns the counts in *n_voters / *n_learners (call with cap 0 to
+ * size the arrays). */
+void raft_conf(const struct raft *r, uint64_t *voters, size_t *n_voters,
+	       uint64_t *learners, size_t *n_learners, size_t cap);
+
+/* The leader's view of member id's replication (for promotion checks and
+ * status). Returns 0, -ENOENT (not a member), CAIRN_ENOT_LEADER. */
+struct raft_progress_info {
+	uint64_t match, next;
+	bool learner, recent_active;
+	int state; /* 0 probe, 1 replicate, 2 snapshot */
+};
+int raft_progress(const struct raft *r, uint64_t id,
+		  struct raft_progress_info *out);
+
+/* Snapshots. When a follower needs entries the leader compacted away, the
+ * leader's raft puts a SNAP message for it in a ready and marks it as
+ * waiting for a snapshot (no APPs to it meanwhile). The server does not
+ * send that message with the raft messages: it streams its state machine
+ * image (see raft_msg.snap) and then reports the outcome with
+ * raft_report_snapshot(r, to, index of the image) or (r, to, 0) on
+ * failure; either way replication to `to` resumes by probing. */
+void raft_report_snapshot(struct raft *r, uint64_t to, uint64_t index);
+
+/* Follower: install a snapshot received from the leader `from` in term
+ * `term`. The caller has ALREADY made the image and a WAL snapshot marker
+ * for meta->index durable (and replaced its state machine). raft drops its
+ * whole log, sets commit/applied/compaction point to meta->index, takes
+ * meta's membership, and acknowledges to `from`. Returns 0, -ESTALE (term
+ * older than ours, or meta->index <= the commit index: discard the image
+ * and keep the old state — so check raft_commit_index() first), -EBUSY (a
+ * ready is outstanding: retry after raft_advance), -EINVAL, -ENOMEM. */
+int raft_restore(struct raft *r, const struct raft_snap_meta *meta,
+		 uint64_t from, uint64_t term);
 
 /* Debug aid: check the invariants listed in raft.c; returns 0 or
  * CAIRN_ECORRUPT (and logs which one failed). */
