@@ -567,6 +567,21 @@ struct apply_ctx *server_apply_ctx(struct server *s)
 	return &s->actx;
 }
 
+uint64_t server_member_id(const struct server *s)
+{
+	return s->member_id;
+}
+
+uint64_t server_leader(const struct server *s)
+{
+	return raft_leader(s->raft);
+}
+
+struct peer_transport *server_peers(const struct server *s)
+{
+	return s->peers;
+}
+
 const struct config *server_config(const struct server *s)
 {
 	return s->cfg;

@@ -120,4 +120,26 @@ bool server_is_leader(const struct server *s);
 /* The config the server runs with (for member lists and URLs). */
 const struct config *server_config(const struct server *s);
 
+/* ---- clusters (issue 5) ------------------------------------------------ */
+
+struct peer_transport;
+
+uint64_t server_member_id(const struct server *s);
+/* The leader this member knows of, 0 (RAFT_NONE) if none. */
+uint64_t server_leader(const struct server *s);
+/* The peer transport (NULL until server_open finished). */
+struct peer_transport *server_peers(const struct server *s);
+
+/* Call fn(arg, leader) whenever this member becomes leader (true) or
+ * stops being leader (false), after the Ready that changed it was
+ * handled. 0, or -ENOSPC past SERVER_MAX_HOOKS. (server.c) */
+int server_on_leader_change(struct server *s,
+			    void (*fn)(void *arg, bool leader), void *arg);
+
+/* Call fn(arg) right after the state machine (MVCC, engine) was replaced
+ * by a snapshot received from the leader: modules reload what they keep
+ * of it (leases) and resync what depends on it (watchers). 0, or -ENOSPC.
+ * (server_snap.c) */
+int server_on_restore(struct server *s, void (*fn)(void *arg), void *arg);
+
 #endif
