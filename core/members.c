@@ -1,0 +1,2 @@
+/* core/members.c: being written (issue 5). */
+typedef int cairn_placeholder_members;

@@ -1,0 +1,2 @@
+/* net/testfault.c: being written (issue 5). */
+typedef int cairn_placeholder_testfault;
