@@ -115,6 +115,14 @@ typedef void (*peer_msg_fn)(void *arg, const struct raft_msg *m);
 struct peer_snap_meta {
 	uint64_t term, index; /* of the snapshot, passed through */
 	uint64_t size;	      /* a hint for the receiver; 0: unknown */
+	/* issue 5: passed through too. The sender's raft term (for
+	 * raft_restore), and the membership as of index (arrays owned by
+	 * the caller when sending, by the transport during on_snap). */
+	uint64_t raft_term;
+	const uint64_t *voters;
+	size_t n_voters;
+	const uint64_t *learners;
+	size_t n_learners;
 };
 
 /* A snapshot from member `from` was received whole (length and crc32c
@@ -234,6 +242,61 @@ int peer_snapshot_send_fd(struct peer_transport *t, uint64_t to,
  * NULL heals everything. */
 void peer_set_drop_filter(struct peer_transport *t, peer_drop_fn drop,
 			  void *arg);
+
+/* ---- requests between members (issue 5) ----------------------------
+ *
+ * Small request/reply exchanges beside the raft messages: lease
+ * keep-alives and time-to-live queries a follower forwards to the leader,
+ * member promotion checks forwarded to the leader, and the membership a
+ * new member asks for when it joins (--initial-cluster-state existing).
+ * Each request gets exactly one reply (or an error) within its timeout.
+ * Payloads are opaque bytes, at most max_frame - 16.
+ */
+enum peer_req_kind {
+	PEER_REQ_JOIN = 1,	/* members: who am I, what cluster (JSON) */
+	PEER_REQ_LEASE = 2,	/* lessor: keep-alive / time-to-live */
+	PEER_REQ_PROMOTE = 3,	/* members: may this learner be promoted */
+	PEER_REQ_KINDS = 8
+};
+
+/* The answer to a request: err 0 and resp/len (valid during the call
+ * only), or err < 0: -ETIMEDOUT (no reply in time), -ECONNREFUSED /
+ * -ECONNRESET (could not reach, or lost the connection), -ENOENT (the
+ * receiver has no handler for kind), -ECANCELED (transport destroyed:
+ * then the callee must not call peer_* functions). Called exactly once,
+ * never from within the call that sent the request. */
+typedef void (*peer_reply_fn)(void *arg, int err, const void *resp,
+			      size_t len);
+
+/* Send request `kind` with a copy of req[0..len) to known member `to`.
+ * 0, or -ENOENT (to unknown), -EMSGSIZE, -EINVAL, -ENOMEM (then cb is not
+ * called). */
+int peer_request(struct peer_transport *t, uint64_t to, uint8_t kind,
+		 const void *req, size_t len, unsigned timeout_ms,
+		 peer_reply_fn cb, void *arg);
+
+/* The same to host:port as a member that does not know its member id
+ * yet (a hello with from = 0, accepted only for PEER_REQ_JOIN requests,
+ * and with cluster id 0 = "any"). */
+int peer_join_request(struct peer_transport *t, const char *host,
+		      uint16_t port, const void *req, size_t len,
+		      unsigned timeout_ms, peer_reply_fn cb, void *arg);
+
+/* Serving requests: fn(arg, from, req, len, rc) for requests of `kind`
+ * (from is 0 for a JOIN from an unknown member). The handler answers with
+ * peer_reply(rc, ...) exactly once, now or later; rc stays valid until
+ * then (if the requester is gone, the reply is dropped). fn NULL removes
+ * the handler. */
+struct peer_reply_ctx;
+typedef void (*peer_request_fn)(void *arg, uint64_t from, const void *req,
+				size_t len, struct peer_reply_ctx *rc);
+void peer_set_request_handler(struct peer_transport *t, uint8_t kind,
+			      peer_request_fn fn, void *arg);
+/* Answer: err 0 with resp[0..len) (copied), or err < 0 which the
+ * requester's cb receives as is (use CAIRN_E* codes for errors a client
+ * should see). Frees rc. */
+void peer_reply(struct peer_reply_ctx *rc, int err, const void *resp,
+		size_t len);
 
 /* Counters of peer id into *out. Errors: -ENOENT (unknown id). */
 int peer_stats(const struct peer_transport *t, uint64_t id,
