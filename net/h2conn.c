@@ -167,6 +167,9 @@ static struct grpc_call *call_new(struct h2conn *c, int32_t sid)
 	call->conn = c;
 	call->sid = sid;
 	call->transport = true;
+	/* until the request's headers show them (nghttp2's own checks of
+	 * required pseudo-headers are off: see conn_session_new) */
+	call->bad_method = call->bad_ctype = true;
 	memcpy(call->peer, c->peer, sizeof(call->peer));
 	grpc_framer_init(&call->fr, c->srv->cfg.max_recv_bytes);
 	LIST_INSERT_HEAD(&c->calls, call, link);
@@ -578,7 +581,7 @@ static void call_unknown(struct grpc_call *call)
 
 	if (grpc_wire_split_path(call->path, &svc, &sl, &meth, &ml)) {
 		snprintf(buf, sizeof(buf), "malformed method name: \"%.400s\"",
-			 call->path);
+			 grpc_call_path(call));
 	} else if (!grpc_server_has_service(call->conn->srv, svc, sl)) {
 		snprintf(buf, sizeof(buf), "unknown service %.*s", (int)sl,
 			 svc);
@@ -610,7 +613,8 @@ static void call_route(struct grpc_call *call)
 		call_respond(call, GRPC_UNIMPLEMENTED, buf);
 		return;
 	}
-	call->m = grpc_server_lookup(call->conn->srv, call->path);
+	call->m = call->path ? grpc_server_lookup(call->conn->srv, call->path)
+			     : NULL;
 	if (!call->m) {
 		call_unknown(call);
 		return;
@@ -960,6 +964,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 static int conn_session_new(struct h2conn *c)
 {
 	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt;
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
 		  c->srv->cfg.max_concurrent_streams },
@@ -983,7 +988,19 @@ static int conn_session_new(struct h2conn *c)
 		cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(
 		cbs, on_stream_close);
-	rv = nghttp2_session_server_new(&c->ngh, cbs, c);
+	/* nghttp2's HTTP messaging checks refuse an :authority holding a
+	 * scheme ("http://127.0.0.1:2379"), which grpc-go (etcdctl with
+	 * --endpoints http://...) sends and grpc-go servers accept; with them
+	 * off, on_header/call_route check what a gRPC call needs (:path,
+	 * POST, application/grpc) themselves. */
+	rv = nghttp2_option_new(&opt);
+	if (rv) {
+		nghttp2_session_callbacks_del(cbs);
+		return -ENOMEM;
+	}
+	nghttp2_option_set_no_http_messaging(opt, 1);
+	rv = nghttp2_session_server_new2(&c->ngh, cbs, c, opt);
+	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cbs);
 	if (rv)
 		return -ENOMEM;

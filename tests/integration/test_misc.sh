@@ -89,6 +89,20 @@ test_endpoint_status() {
 	assert_contains "$out" "127.0.0.1:$PORT, $(printf '%x' "$mid")," "simple status"
 }
 
+# grpc-go sends the endpoint as written, scheme included, in :authority
+# ("http://127.0.0.1:PORT"); the server must take it as grpc-go does.
+test_endpoint_with_scheme() {
+	local out
+	out=$(timeout -k 2 "$CLIENT_TIMEOUT" etcdctl \
+		--endpoints="http://127.0.0.1:$PORT" --dial-timeout=5s \
+		endpoint status -w table 2>&1)
+	assert_contains "$out" "| http://127.0.0.1:$PORT |" "status via http:// endpoint"
+	out=$(timeout -k 2 "$CLIENT_TIMEOUT" etcdctl \
+		--endpoints="http://127.0.0.1:$PORT" --dial-timeout=5s \
+		put sch/k v 2>&1)
+	assert_eq "$out" OK "put via http:// endpoint"
+}
+
 test_endpoint_health() {
 	local out js
 	out=$(ec endpoint health 2>&1)
