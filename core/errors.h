@@ -106,7 +106,9 @@ enum grpc_status {
 	X(CONF_CHANGE_PENDING, GRPC_FAILED_PRECONDITION,                       \
 	  "etcdserver: a membership change is still in progress")             \
 	X(LEADER_TRANSFER, GRPC_UNAVAILABLE,                                   \
-	  "etcdserver: leadership transfer in progress")
+	  "etcdserver: leadership transfer in progress")                       \
+	X(TIMEOUT_LEADER_TRANSFER, GRPC_UNAVAILABLE,                           \
+	  "etcdserver: request timed out, leader transfer took too long")
 
 enum cairn_error {
 	CAIRN_EBASE = -1000,
