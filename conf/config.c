@@ -187,6 +187,11 @@ const struct copt config_opts[] = {
 	STR("backend", backend, "(built-in default engine)",
 	    "Storage engine: one of the engines this binary was built with "
 	    "(bolt, sqlite, rocksdb)."),
+	BOOL("experimental-test-faults", test_faults,
+	     "TEST ONLY, never in production: serve PUT /cairn/test/drop on "
+	     "the client URLs,\nwhose body (comma-separated hex member ids) "
+	     "makes this member drop the peer\ntraffic to and from those "
+	     "members; an empty body heals."),
 
 	/* Usage header */
 	{"config-file", COPT_STR, F(config_file), 0, 0, NULL,

@@ -140,6 +140,7 @@ struct config {
 
 	/* cairn's own */
 	char *backend;
+	bool test_faults; /* --experimental-test-faults: TEST ONLY */
 	char *config_file; /* the YAML file used, or NULL */
 	bool show_help;
 	bool show_version;

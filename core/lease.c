@@ -32,9 +32,11 @@
 
 #include "conf/config.h"
 #include "core/errors.h"
+#include "core/members.h"
 #include "core/server.h"
 #include "core/util/log.h"
 #include "engines/engine.h"
+#include "net/peer.h"
 #include "net/proto/lease.pb.h"
 #include "net/proto/pbutil.h"
 
@@ -43,7 +45,7 @@
 #define LEASE_REVOKES_PER_TICK 500 /* etcd: 1000 revokes/s */
 
 struct lease_key {
-	struct lease_key *hnext;      /* key table chain */
+	struct lease_key *hnext;       /* key table chain */
 	struct lease_key *prev, *next; /* the lease's key list */
 	struct lease *lease;
 	uint64_t hash;
@@ -77,6 +79,8 @@ struct lessor {
 	struct server *srv;
 	struct event *tick_ev;
 	int64_t next_checkpoint_ms;
+	bool hooked; /* registered hooks that outlive on_server_close */
+	bool closed; /* on_server_close ran: an empty shell for the hooks */
 };
 
 /* ---- time, hashing ------------------------------------------------------ */
@@ -417,8 +421,8 @@ static int load_leases(struct lessor *l)
 
 	if ((err = engine_view_open(l->eng, &v)) < 0)
 		return err;
-	err = engine_iter_open(l->eng, v, LEASE_BUCKET, NULL, 0, NULL, 0,
-			       false, &it);
+	err = engine_iter_open(l->eng, v, LEASE_BUCKET, NULL, 0, NULL, 0, false,
+			       &it);
 	if (err < 0)
 		goto out;
 	while ((err = engine_iter_next(l->eng, it, &k, &val)) > 0)
@@ -472,12 +476,9 @@ fail:
 	return err;
 }
 
-void lessor_close(struct lessor *l)
+/* Forget every lease and key attachment (the tables stay allocated). */
+static void lessor_clear(struct lessor *l)
 {
-	if (!l)
-		return;
-	if (l->tick_ev)
-		event_free(l->tick_ev);
 	for (size_t i = 0; l->keys && i < l->n_key_buckets; i++)
 		while (l->keys[i]) {
 			struct lease_key *k = l->keys[i];
@@ -487,10 +488,42 @@ void lessor_close(struct lessor *l)
 		}
 	for (size_t i = 0; i < l->n_leases; i++)
 		free(l->heap[i]);
+	if (l->ids)
+		memset(l->ids, 0, l->n_id_buckets * sizeof(*l->ids));
+	l->n_leases = 0;
+	l->n_keys = 0;
+}
+
+void lessor_close(struct lessor *l)
+{
+	if (!l)
+		return;
+	if (l->tick_ev)
+		event_free(l->tick_ev);
+	lessor_clear(l);
 	free(l->heap);
 	free(l->ids);
 	free(l->keys);
 	free(l);
+}
+
+int lessor_reload(struct lessor *l, struct mvcc *m, struct engine_handle *h)
+{
+	static const uint8_t all[1] = {0};
+	bool primary = l->primary;
+	int err;
+
+	lessor_clear(l);
+	l->primary = false; /* loaded leases live forever (invariant 3) */
+	l->mvcc = m;
+	l->eng = h;
+	if ((err = engine_bucket_create(h, LEASE_BUCKET)) < 0 ||
+	    (err = load_leases(l)) < 0 ||
+	    (err = mvcc_foreach(m, all, 1, all, 1, reattach, l)) < 0)
+		return err;
+	if (primary)
+		lessor_promote(l, 0);
+	return 0;
 }
 
 int64_t lease_min_ttl(uint64_t election_ms, uint64_t heartbeat_ms)
@@ -580,8 +613,8 @@ static int delete_keys(struct lessor *l, struct lease *e)
 	if ((err = mvcc_txn_begin(l->mvcc)) < 0)
 		goto out;
 	for (size_t i = 0; i < n && err == 0; i++)
-		err = mvcc_txn_delete_range(l->mvcc, v[i]->key, v[i]->len,
-					    NULL, 0, NULL, NULL);
+		err = mvcc_txn_delete_range(l->mvcc, v[i]->key, v[i]->len, NULL,
+					    0, NULL, NULL);
 	/* the change events detach the keys (v's entries are freed then) */
 	mvcc_txn_end(l->mvcc);
 out:
@@ -671,8 +704,8 @@ static void apply_checkpoint(struct lessor *l, struct apply_ctx *a,
 					r->checkpoints[i].remaining_TTL);
 	resp.has_header = true;
 	resp.header = apply_header(a);
-	encode_resp(&etcdserverpb_LeaseCheckpointResponse_msg, &resp, err,
-		    want, out);
+	encode_resp(&etcdserverpb_LeaseCheckpointResponse_msg, &resp, err, want,
+		    out);
 }
 
 bool lessor_apply(void *arg, struct apply_ctx *a,
@@ -891,8 +924,8 @@ static int check_fail(const char *what)
 	return CAIRN_ECORRUPT;
 }
 
-static int check_lease(const struct lessor *l, const struct lease *e,
-		       size_t i, size_t *keys)
+static int check_lease(const struct lessor *l, const struct lease *e, size_t i,
+		       size_t *keys)
 {
 	size_t n = 0;
 
@@ -900,8 +933,8 @@ static int check_lease(const struct lessor *l, const struct lease *e,
 		return check_fail("1: lease not in its heap slot or id table");
 	if (i > 0 && l->heap[(i - 1) / 2]->heap_ms > e->heap_ms)
 		return check_fail("1: heap order");
-	if (!l->primary && (e->expiry_ms != LEASE_FOREVER ||
-			    e->heap_ms != LEASE_FOREVER))
+	if (!l->primary &&
+	    (e->expiry_ms != LEASE_FOREVER || e->heap_ms != LEASE_FOREVER))
 		return check_fail("3: a non-primary tracks an expiry");
 	for (const struct lease_key *k = e->keys; k; k = k->next, n++)
 		if (k->lease != e ||
@@ -970,7 +1003,16 @@ void lessor_sync_leader(struct lessor *l)
 		return;
 	leader = server_is_leader(l->srv);
 	if (leader && !l->primary) {
-		lessor_promote(l, 0);
+		/* etcd extends every lease by an election timeout when a
+		 * leader takes over, so clients of the old one have time to
+		 * reach it; a lone member has no one to take over from */
+		const struct members *ms = server_members(l->srv);
+		int64_t extend =
+			ms && ms->n > 1
+				? (int64_t)server_config(l->srv)->election_ms
+				: 0;
+
+		lessor_promote(l, extend);
 		l->next_checkpoint_ms = now_ms(l) + LEASE_CHECKPOINT_MS;
 	} else if (!leader && l->primary) {
 		lessor_demote(l);
@@ -1044,10 +1086,41 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* server_on_leader_change hook: only the leader's lessor is primary. */
+static void on_leader_change(void *arg, bool leader)
+{
+	struct lessor *l = arg;
+
+	(void)leader;
+	if (!l->closed)
+		lessor_sync_leader(l);
+}
+
+/* server_on_restore hook: the lease bucket and MVCC came from the
+ * leader's snapshot. */
+static void on_restore(void *arg)
+{
+	struct lessor *l = arg;
+	int err;
+
+	if (l->closed)
+		return;
+	err = lessor_reload(l, server_mvcc(l->srv), server_engine(l->srv));
+	if (err < 0)
+		log_error("lessor: reloading the leases of a snapshot: %s",
+			  cairn_strerror(err));
+	else
+		log_info("lessor: %zu leases, %zu attached keys after a "
+			 "snapshot",
+			 l->n_leases, l->n_keys);
+	lessor_sync_leader(l);
+}
+
 static void on_server_close(void *arg)
 {
 	struct lessor *l = arg;
 	struct apply_ctx *a = server_apply_ctx(l->srv);
+	struct peer_transport *t = server_peers(l->srv);
 
 	/* clean shutdown: keep what is left of each TTL (written into the
 	 * batch the server commits with sync right after the hooks) */
@@ -1057,6 +1130,20 @@ static void on_server_close(void *arg)
 	a->lease_arg = NULL;
 	a->ext = NULL;
 	a->ext_arg = NULL;
+	if (t) { /* net/leaseservice.c's handlers use l */
+		peer_set_request_handler(t, PEER_REQ_LEASE, NULL, NULL);
+		peer_set_request_handler(t, PEER_REQ_LEASE_TTL, NULL, NULL);
+	}
+	if (l->hooked) {
+		/* the leader-change and restore hooks cannot be removed:
+		 * keep a closed shell for them (freed with the process) */
+		lessor_clear(l);
+		l->closed = true;
+		if (l->tick_ev)
+			event_free(l->tick_ev);
+		l->tick_ev = NULL;
+		return;
+	}
 	lessor_close(l);
 }
 
@@ -1074,8 +1161,8 @@ int lessor_start(struct server *srv, struct lessor **out)
 	if (err < 0)
 		return err;
 	l->srv = srv;
-	l->tick_ev = event_new(server_event_base(srv), -1, EV_PERSIST, tick_cb,
-			       l);
+	l->tick_ev =
+		event_new(server_event_base(srv), -1, EV_PERSIST, tick_cb, l);
 	if (!l->tick_ev || event_add(l->tick_ev, &tv) < 0) {
 		err = -ENOMEM;
 		goto fail;
@@ -1091,6 +1178,18 @@ int lessor_start(struct server *srv, struct lessor **out)
 	a->lease_arg = l;
 	a->ext = lessor_apply;
 	a->ext_arg = l;
+	/* the 500 ms tick follows leadership too; the hooks make it prompt */
+	if (server_on_leader_change(srv, on_leader_change, l) == 0)
+		l->hooked = true;
+	else
+		log_warn("lessor: no leader-change hook slot; following "
+			 "leadership every %d ms",
+			 LEASE_TICK_MS);
+	if (server_on_restore(srv, on_restore, l) == 0)
+		l->hooked = true;
+	else
+		log_error("lessor: no restore hook slot: leases will be wrong "
+			  "after a snapshot from the leader");
 	lessor_sync_leader(l);
 	log_info("lessor: %zu leases, %zu attached keys, min TTL %llds",
 		 l->n_leases, l->n_keys, (long long)cfg.min_ttl);

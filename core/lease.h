@@ -65,8 +65,8 @@ struct lessor;
 typedef int64_t (*lease_clock_fn)(void *arg);
 
 struct lessor_config {
-	int64_t min_ttl;	/* seconds; a smaller granted TTL is raised */
-	lease_clock_fn now_ms;	/* NULL: CLOCK_MONOTONIC */
+	int64_t min_ttl;       /* seconds; a smaller granted TTL is raised */
+	lease_clock_fn now_ms; /* NULL: CLOCK_MONOTONIC */
 	void *clock_arg;
 };
 
@@ -83,6 +83,13 @@ int lessor_open(const struct lessor_config *cfg, struct mvcc *m,
 /* Free the lessor (NULL: no-op). Writes nothing. */
 void lessor_close(struct lessor *l);
 
+/* Forget every lease and reload them from the "lease" bucket of h and
+ * the attachments from m (borrowed from now on, as in lessor_open): after
+ * the state machine was replaced by a snapshot. A primary stays primary
+ * (expiries start again: now + checkpointed remaining TTL, else TTL).
+ * Errors as lessor_open (the lessor may then be partly loaded). */
+int lessor_reload(struct lessor *l, struct mvcc *m, struct engine_handle *h);
+
 /* The smallest TTL the server grants, as etcd computes it from its raft
  * timing: ceil(((3 * election_ms / heartbeat_ms) / 2) * heartbeat_ms s). */
 int64_t lease_min_ttl(uint64_t election_ms, uint64_t heartbeat_ms);
@@ -94,8 +101,7 @@ int64_t lease_min_ttl(uint64_t election_ms, uint64_t heartbeat_ms);
  * lease expires at now + TTL, elsewhere never (until promoted).
  * Errors: CAIRN_ELEASE_NOT_FOUND (id 0), CAIRN_ELEASE_TTL_TOO_LARGE
  * (ttl > LEASE_MAX_TTL), CAIRN_ELEASE_EXIST, -ENOMEM, engine -errno. */
-int lessor_grant(struct lessor *l, int64_t id, int64_t ttl,
-		 int64_t *granted);
+int lessor_grant(struct lessor *l, int64_t id, int64_t ttl, int64_t *granted);
 
 /* Revoke lease id: deletes every attached key in one MVCC write txn (one
  * revision, keys in byte order as etcd; no revision when it has none),
@@ -166,10 +172,10 @@ int lessor_persist_remaining(struct lessor *l);
 
 struct lease_info {
 	int64_t id;
-	int64_t ttl;	   /* granted TTL, seconds */
-	int64_t remaining; /* seconds left, truncated (etcd's TimeToLive);
-			    * on a non-primary the checkpointed remaining
-			    * TTL, else the TTL */
+	int64_t ttl;	    /* granted TTL, seconds */
+	int64_t remaining;  /* seconds left, truncated (etcd's TimeToLive);
+			     * on a non-primary the checkpointed remaining
+			     * TTL, else the TTL */
 	int64_t checkpoint; /* stored remaining TTL (0: none) */
 	size_t n_keys;
 };
@@ -200,9 +206,12 @@ int lessor_check(const struct lessor *l);
 
 /* Create the lessor of srv (min TTL from srv's raft timing) and wire it:
  * apply_ctx lease_exists and ext, the change hook, a close hook (which
- * persists remaining TTLs if primary and frees everything), and a timer
- * that every 500 ms follows leadership (promote/demote), proposes a
- * Revoke for each expired lease and every LEASE_CHECKPOINT_MS the
+ * persists remaining TTLs if primary, removes the PEER_REQ_LEASE*
+ * handlers from server_peers(srv) and frees everything), a leader-change
+ * hook (only the leader's lessor is primary: promote/demote), a restore
+ * hook (lessor_reload after a snapshot from the leader), and a timer
+ * that every 500 ms follows leadership too, proposes a Revoke for each
+ * expired lease (leader only) and every LEASE_CHECKPOINT_MS the
  * remaining TTLs. Call after server_open and before the loop runs (the
  * WAL entries replayed at the first Ready may hold lease requests).
  * *out is borrowed: valid until server_close.
@@ -213,7 +222,10 @@ int lessor_start(struct server *srv, struct lessor **out);
 struct server *lessor_server(const struct lessor *l);
 
 /* On a started lessor: follow the server's leadership now (promote or
- * demote). Called by lessor_renew's users before asking. */
+ * demote). Called by lessor_renew's users before asking, by the
+ * leader-change hook and by the tick. A promotion on a member of a
+ * cluster of more than one extends every lease by --election-timeout
+ * (etcd's Promote(electionTimeout)); a lone member's does not. */
 void lessor_sync_leader(struct lessor *l);
 
 /* KeepAlive as a server does it: lessor_sync_leader, lessor_renew, and if

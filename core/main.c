@@ -18,6 +18,7 @@
 #include "net/grpc.h"
 #include "net/kvservice.h"
 #include "net/snapshot.h"
+#include "net/testfault.h"
 #include "net/watchservice.h"
 #include "net/leaseservice.h"
 
@@ -97,6 +98,8 @@ static int serve(struct config *c)
 	    (err = snapshot_register(gs, srv)) < 0 ||
 	    (err = watchservice_register(gs, srv)) < 0 ||
 	    (err = leaseservice_register(gs, srv)) < 0 ||
+	    (c->test_faults &&
+	     (err = testfault_register(grpc_server_http(gs), srv)) < 0) ||
 	    (err = listen_all(gs, c, urls, sizeof(urls))) < 0)
 		goto out;
 	sigint = evsignal_new(base, SIGINT, on_signal, base);

@@ -8,17 +8,29 @@
  *  3. The engine batch of one apply round carries the applied index
  *     (consistent index), so replay after a crash is idempotent: raft
  *     hands out only entries after it.
- *  4. No callback frees the server; waiters are called exactly once.
+ *  4. No callback frees the server.
+ *  5. Every waiter ends exactly once: at apply, or failed by the sweep
+ *     past the request timeout, or at close (server_read.c for held
+ *     proposals and reads).
+ *  6. Raft keeps at most RAFT_KEEP_ENTRIES / RAFT_KEEP_BYTES applied
+ *     entries (plus one trim step) when the cluster has other members; a
+ *     follower further behind gets a snapshot (server_snap.c).
  *
  * Ready loop:
  *
  *     propose/tick/step ──► ready_ev (low priority: after this turn's I/O)
- *          process_ready: raft_ready ─► apply committed ─► engine commit
+ *          process_ready: raft_ready ─► send msgs ─► apply committed
+ *                         ─► engine commit ─► read states
  *                         ─► wal_save + wal_sync (helper thread)
  *     on_synced: raft_persisted ─► raft_advance ─► process_ready
+ *     (end of process_ready: leader change? ─► hooks, held proposals)
+ *     tick: raft_tick, sweep of deadlines (waiters, held, reads)
+ *
+ * Proposals and linearizable reads are in server_read.c.
  */
 #include "core/server_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <openssl/sha.h>
@@ -35,16 +47,27 @@
 #include "core/util/bio.h"
 #include "core/util/log.h"
 #include "engines/engine.h"
-#include "net/proto/pbutil.h"
+#include "net/peer.h"
 #include "raftlog/wal.h"
 
-/* Entries kept in raft's memory behind the applied index. A lone voter
- * has no follower to catch up, so it keeps none (a txn of 128 puts makes
- * a 16 KiB entry: 5000 of them, etcd's catch-up window, would be 80 MiB);
- * the cluster issue sets the window for followers. Trimmed in steps of
- * RAFT_TRIM_STEP entries so the cost is amortized. */
-#define RAFT_KEEP_ENTRIES 0
+/* Entries kept in raft's memory behind the applied index, for followers
+ * that fall a little behind: etcd's 5000, and at most RAFT_KEEP_BYTES of
+ * entry data (a txn of 128 puts makes a 16 KiB entry: 5000 of them would
+ * be 80 MiB). A lone member has no follower to catch up, so it keeps
+ * none. Trimmed in steps of RAFT_TRIM_STEP entries so the cost is
+ * amortized. The ring remembers the sizes of the entries kept. */
+#define RAFT_KEEP_ENTRIES 5000
+#define RAFT_KEEP_BYTES (64ull << 20)
 #define RAFT_TRIM_STEP 64
+#define WINDOW_RING 8192 /* power of two > RAFT_KEEP_ENTRIES + step */
+/* Waiters, held proposals and reads are swept at most this often. */
+#define SWEEP_MS 50
+/* etcd's ReqTimeout: 5 s + 2 x election timeout. */
+#define REQ_TIMEOUT_BASE_MS 5000
+/* Entry bytes per APP message (etcd's MaxSizePerMsg). */
+#define RAFT_MAX_MSG_BYTES (1u << 20)
+/* Members (voters, learners) the server handles. */
+#define SERVER_MAX_MEMBERS 64
 /* The engine batch is committed (without fsync) at most this often or
  * after this many applied entries, whichever comes first: etcd's
  * --backend-batch-interval and --backend-batch-limit defaults. Reads do
@@ -72,12 +95,13 @@ static uint64_t sha1_prefix(const void *buf, size_t len)
 	return v;
 }
 
-/* This member's peer URLs as named in --initial-cluster, else the
- * advertised ones; sorted and joined as etcd does before hashing. */
-static int peer_urls_of(const struct config *c, char *out, size_t cap)
+/* Member name's peer URLs as named in --initial-cluster, sorted and
+ * joined as etcd does before hashing. */
+static int peer_urls_of(const struct config *c, const char *name, char *out,
+			size_t cap)
 {
 	const char *ic = c->initial_cluster ? c->initial_cluster : "";
-	size_t nl = strlen(c->name), n = 0, cnt = 0;
+	size_t nl = strlen(name), n = 0, cnt = 0;
 	char *urls[64];
 	char *dup = strdup(ic), *save = NULL;
 
@@ -85,7 +109,7 @@ static int peer_urls_of(const struct config *c, char *out, size_t cap)
 		return -ENOMEM;
 	for (char *tok = strtok_r(dup, ",", &save); tok && cnt < 64;
 	     tok = strtok_r(NULL, ",", &save))
-		if (strncmp(tok, c->name, nl) == 0 && tok[nl] == '=')
+		if (strncmp(tok, name, nl) == 0 && tok[nl] == '=')
 			urls[cnt++] = tok + nl + 1;
 	/* insertion sort: a handful of URLs */
 	for (size_t i = 1; i < cnt; i++)
@@ -103,19 +127,70 @@ static int peer_urls_of(const struct config *c, char *out, size_t cap)
 	return n < cap ? 0 : -ENAMETOOLONG;
 }
 
-static int compute_ids(struct server *s)
+/* etcd's NewMember without a time: sha1(sorted peer URLs + token). */
+static int member_id_of(const struct config *c, const char *name,
+			uint64_t *id)
 {
 	char buf[4096 + 256];
-	uint8_t be[8];
-	int err = peer_urls_of(s->cfg, buf, 4096);
+	int err = peer_urls_of(c, name, buf, 4096);
 
 	if (err < 0)
 		return err;
-	strncat(buf, s->cfg->initial_cluster_token, 255);
-	s->member_id = sha1_prefix(buf, strlen(buf));
-	for (int i = 0; i < 8; i++)
-		be[i] = (uint8_t)(s->member_id >> (56 - 8 * i));
-	s->cluster_id = sha1_prefix(be, sizeof(be));
+	strncat(buf, c->initial_cluster_token, 255);
+	*id = sha1_prefix(buf, strlen(buf));
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The ids of the distinct members of --initial-cluster (this one at
+ * least), sorted. Returns the count (<= cap) or -errno. */
+static int initial_member_ids(const struct config *c, uint64_t self,
+			      uint64_t *ids, size_t cap)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_initial_peers && n < cap; i++) {
+		uint64_t id;
+		bool dup = false;
+		int err = member_id_of(c, c->initial_peers[i].name, &id);
+
+		if (err < 0)
+			return err;
+		for (size_t j = 0; j < n; j++)
+			dup |= ids[j] == id;
+		if (!dup)
+			ids[n++] = id;
+	}
+	if (n == 0 && cap > 0)
+		ids[n++] = self;
+	qsort(ids, n, sizeof(*ids), cmp_u64);
+	return (int)n;
+}
+
+/* etcd's ids for a new cluster: the member id from this member's URLs,
+ * the cluster id from every initial member's id (RaftCluster.genID).
+ * An existing member keeps the ids of its WAL (open_wal). */
+static int compute_ids(struct server *s)
+{
+	uint64_t ids[64];
+	uint8_t be[8 * 64];
+	int n, err = member_id_of(s->cfg, s->cfg->name, &s->member_id);
+
+	if (err < 0)
+		return err;
+	n = initial_member_ids(s->cfg, s->member_id, ids, 64);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++)
+		for (int b = 0; b < 8; b++)
+			be[8 * i + b] = (uint8_t)(ids[i] >> (56 - 8 * b));
+	s->cluster_id = sha1_prefix(be, 8 * (size_t)n);
 	return 0;
 }
 
@@ -156,10 +231,16 @@ int server_waiter_add(struct server *s, uint64_t id, server_done_fn done,
 	w->id = id;
 	w->done = done;
 	w->arg = arg;
+	w->start_ms = server_now_ms();
 	w->next = NULL;
 	*slot = w;
 	s->n_waiters++;
 	return 0;
+}
+
+struct waiter *server_waiter_find(struct server *s, uint64_t id)
+{
+	return *waiter_slot(s, id);
 }
 
 struct waiter *server_waiter_take(struct server *s, uint64_t id)
@@ -173,6 +254,40 @@ struct waiter *server_waiter_take(struct server *s, uint64_t id)
 		s->n_waiters--;
 	}
 	return w;
+}
+
+/* A request that timed out while a new leader was elected most likely
+ * went to the failed one (etcd's ErrTimeoutDueToLeaderFail). */
+int server_timeout_error(const struct server *s, uint64_t start_ms)
+{
+	if (s->leader_elected_ms > start_ms)
+		return CAIRN_ETIMEOUT_LEADER_FAIL;
+	return CAIRN_ETIMEOUT;
+}
+
+/* Fail the waiters older than the request timeout: their entry was lost
+ * (a leader change overwrote it, a forwarded proposal was dropped) or
+ * the cluster cannot commit. */
+static void waiters_sweep(struct server *s, uint64_t now)
+{
+	for (size_t b = 0; b < WAITER_BUCKETS && s->n_waiters; b++) {
+		struct waiter **pw = &s->waiters[b];
+
+		while (*pw) {
+			struct waiter *w = *pw;
+			struct apply_out out = {0};
+
+			if (now - w->start_ms < s->req_timeout_ms) {
+				pw = &w->next;
+				continue;
+			}
+			*pw = w->next;
+			s->n_waiters--;
+			out.err = server_timeout_error(s, w->start_ms);
+			w->done(w->arg, &out);
+			free(w);
+		}
+	}
 }
 
 static void waiters_fail_all(struct server *s, int err)
@@ -189,6 +304,211 @@ static void waiters_fail_all(struct server *s, int err)
 	s->n_waiters = 0;
 }
 
+/* ---- leadership ---------------------------------------------------------- */
+
+size_t server_conf_size(const struct server *s, size_t *n_voters)
+{
+	uint64_t v[1], l[1];
+	size_t nv = 0, nl = 0;
+
+	raft_conf(s->raft, v, &nv, l, &nl, 0);
+	if (n_voters)
+		*n_voters = nv;
+	return nv + nl;
+}
+
+/* After every Ready (and tick): a new leader releases what waited for
+ * one; a change of leader fails the ReadIndex in flight (etcd's "leader
+ * changed"); a change of role calls the leader hooks. */
+static void note_leader(struct server *s)
+{
+	uint64_t lead = raft_leader(s->raft);
+	bool leading = raft_role(s->raft) == RAFT_LEADER;
+
+	if (lead != s->leader) {
+		log_info("member %llx: leader %llx -> %llx at term %llu",
+			 (unsigned long long)s->member_id,
+			 (unsigned long long)s->leader,
+			 (unsigned long long)lead,
+			 (unsigned long long)raft_term(s->raft));
+		s->leader = lead;
+		if (lead != RAFT_NONE)
+			s->leader_elected_ms = server_now_ms();
+		server_reads_leader_changed(s);
+	}
+	if (leading != s->was_leader && !s->stopping) {
+		s->was_leader = leading;
+		for (size_t i = 0; i < s->n_leader_hooks; i++)
+			s->leader_hooks[i].fn(s->leader_hooks[i].arg, leading);
+	}
+	if (lead != RAFT_NONE) {
+		server_held_flush(s);
+		server_reads_kick(s);
+	}
+}
+
+int server_on_leader_change(struct server *s,
+			    void (*fn)(void *arg, bool leader), void *arg)
+{
+	if (s->n_leader_hooks == SERVER_MAX_HOOKS)
+		return -ENOSPC;
+	s->leader_hooks[s->n_leader_hooks].fn = fn;
+	s->leader_hooks[s->n_leader_hooks].arg = arg;
+	s->n_leader_hooks++;
+	return 0;
+}
+
+/* ---- the raft log window ------------------------------------------------- */
+
+struct server_window_slot {
+	uint64_t index, len;
+};
+
+static uint64_t window_len(const struct server *s, uint64_t index)
+{
+	const struct server_window_slot *w = &s->win[index & (WINDOW_RING - 1)];
+
+	return w->index == index ? w->len : 0;
+}
+
+static void window_add(struct server *s, uint64_t index, size_t len)
+{
+	struct server_window_slot *w = &s->win[index & (WINDOW_RING - 1)];
+
+	if (w->index > s->win_from)
+		s->win_bytes -= w->len; /* more than the ring in one round */
+	w->index = index;
+	w->len = len;
+	s->win_bytes += len;
+}
+
+/* raft's log now starts after from (a restore, or a trim). */
+static void window_reset(struct server *s, uint64_t from)
+{
+	s->win_from = from;
+	s->win_bytes = 0;
+	for (size_t i = 0; i < WINDOW_RING; i++)
+		if (s->win[i].index > from)
+			s->win_bytes += s->win[i].len;
+}
+
+/* Keep RAFT_KEEP_ENTRIES applied entries in raft (none for a lone
+ * member), and at most RAFT_KEEP_BYTES of their data. */
+static void trim_raft_log(struct server *s)
+{
+	uint64_t first = raft_first_index(s->raft), idx, term, bytes;
+	/* raft learns of this round's applies only at raft_advance */
+	uint64_t applied = raft_applied_index(s->raft);
+	uint64_t keep = server_conf_size(s, NULL) > 1 ? RAFT_KEEP_ENTRIES : 0;
+
+	if (first == 0 || applied == 0)
+		return;
+	if (first - 1 != s->win_from)
+		window_reset(s, first - 1);
+	idx = s->win_from;
+	if (applied >= first + keep + RAFT_TRIM_STEP)
+		idx = applied - keep;
+	bytes = s->win_bytes;
+	for (uint64_t i = s->win_from + 1; i <= idx; i++)
+		bytes -= window_len(s, i);
+	if (bytes > RAFT_KEEP_BYTES)
+		while (idx < applied && bytes > RAFT_KEEP_BYTES / 4 * 3)
+			bytes -= window_len(s, ++idx);
+	if (idx <= s->win_from || raft_entry_term(s->raft, idx, &term) < 0)
+		return;
+	raft_compact(s->raft, idx, term);
+	if (raft_first_index(s->raft) == idx + 1) {
+		s->win_from = idx;
+		s->win_bytes = bytes;
+	}
+}
+
+/* ---- the peer transport -------------------------------------------------- */
+
+static void on_peer_msg(void *arg, const struct raft_msg *m)
+{
+	struct server *s = arg;
+	int err;
+
+	if (s->stopping || s->fatal)
+		return;
+	err = raft_step(s->raft, m);
+	if (err == CAIRN_ECORRUPT) {
+		server_fail_fatal(s, err, "raft (a leader rewrote a committed "
+					  "entry)");
+		return;
+	}
+	if (err < 0)
+		log_debug("raft message %d from %llx dropped: %s", (int)m->type,
+			  (unsigned long long)m->from, cairn_strerror(err));
+	server_schedule_ready(s);
+}
+
+/* rd.msgs go out at once (raft.h: nothing in them waits for this
+ * Ready's fsync); a snapshot streams on its own (server_snap.c). Lost
+ * messages are retried by raft. */
+static void send_msgs(struct server *s, const struct raft_ready *rd)
+{
+	for (size_t i = 0; i < rd->n_msgs && s->peers; i++) {
+		const struct raft_msg *m = &rd->msgs[i];
+		int err;
+
+		if (m->type == RAFT_MSG_SNAP) {
+			server_snap_send(s, m);
+			continue;
+		}
+		err = peer_send(s->peers, m);
+		if (err < 0 && err != -EAGAIN)
+			log_debug("cannot send raft message %d to %llx: %s",
+				  (int)m->type, (unsigned long long)m->to,
+				  strerror(-err));
+	}
+}
+
+/* The transport, listening on the first --listen-peer-urls URL (always,
+ * also for a lone member, as etcd does). */
+static int open_peers(struct server *s, char *errbuf, size_t errlen)
+{
+	struct peer_config pc = {0};
+	char snap_dir[4200];
+	const struct config_url *u;
+	const char *host;
+	size_t frame = 2 * s->cfg->max_request_bytes + RAFT_MAX_MSG_BYTES;
+	int err;
+
+	snprintf(snap_dir, sizeof(snap_dir), "%s/snap", s->member_dir);
+	pc.cluster_id = s->cluster_id;
+	pc.self_id = s->member_id;
+	pc.max_frame = frame > PEER_DEFAULT_MAX_FRAME ? frame
+						      : PEER_DEFAULT_MAX_FRAME;
+	pc.max_queue_bytes = 4 * pc.max_frame > PEER_DEFAULT_QUEUE_BYTES
+				     ? 4 * pc.max_frame
+				     : PEER_DEFAULT_QUEUE_BYTES;
+	pc.snap_dir = snap_dir;
+	err = peer_transport_create(s->base, &pc, on_peer_msg, s, &s->peers);
+	if (err < 0) {
+		snprintf(errbuf, errlen, "cannot create the peer transport: %s",
+			 strerror(-err));
+		return err;
+	}
+	if (s->cfg->n_listen_peer_urls == 0)
+		return 0;
+	u = &s->cfg->listen_peer_urls[0];
+	if (strcmp(u->scheme, "http") != 0) {
+		snprintf(errbuf, errlen,
+			 "--listen-peer-urls %s://%s:%u: only http is "
+			 "supported so far",
+			 u->scheme, u->host, u->port);
+		return -EPROTONOSUPPORT;
+	}
+	host = strcmp(u->host, "localhost") == 0 ? "127.0.0.1" : u->host;
+	err = peer_listen(s->peers, host, u->port);
+	if (err < 0)
+		snprintf(errbuf, errlen, "cannot listen for peers on %s:%u: %s",
+			 u->host, u->port, strerror(-err));
+	return err;
+}
+
 /* ---- the Ready loop --------------------------------------------------- */
 
 void server_schedule_ready(struct server *s)
@@ -196,21 +516,6 @@ void server_schedule_ready(struct server *s)
 	if (!s->rd_pending && !s->stopping)
 		event_active(s->ready_ev, 0, 0);
 }
-
-/* Keep RAFT_KEEP_ENTRIES applied entries in memory. */
-static void trim_raft_log(struct server *s)
-{
-	uint64_t first = raft_first_index(s->raft), idx, term;
-	/* raft learns of this round's applies only at raft_advance */
-	uint64_t applied = raft_applied_index(s->raft);
-
-	if (applied < first + RAFT_KEEP_ENTRIES + RAFT_TRIM_STEP)
-		return;
-	idx = applied - RAFT_KEEP_ENTRIES;
-	if (raft_entry_term(s->raft, idx, &term) == 0)
-		raft_compact(s->raft, idx, term);
-}
-
 
 /* Commit the engine batch now (no fsync: the WAL is the durability).
  * An error is fatal for the caller: MVCC's index would be ahead of the
@@ -310,11 +615,14 @@ static void apply_committed(struct server *s, const struct raft_entry *ents,
 
 		if (e->index <= s->applied_index)
 			continue; /* replayed and already in the engine */
-		if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
+		if (e->len > 0 || e->type != RAFT_ENTRY_NORMAL) {
 			/* apply first to learn the id, then find its waiter:
-			 * only a local proposal has one */
-			apply_entry(&s->actx, e->data, e->len, s->n_waiters > 0,
-				    &id, &out);
+			 * only a local proposal has one. Membership entries
+			 * (conf changes, member attributes) first. */
+			memset(&out, 0, sizeof(out));
+			if (!server_members_apply(s, e, &id, &out))
+				apply_entry(&s->actx, e->data, e->len,
+					    s->n_waiters > 0, &id, &out);
 			sys_err = out.err < 0 && out.err > CAIRN_EBASE;
 			w = id ? server_waiter_take(s, id) : NULL;
 			if (w) {
@@ -334,6 +642,7 @@ static void apply_committed(struct server *s, const struct raft_entry *ents,
 		}
 		s->applied_index = e->index;
 		s->applied_term = e->term;
+		window_add(s, e->index, e->len);
 	}
 	/* the applied index goes into the same engine batch (inv. 3) */
 	err = mvcc_set_consistent_index(s->mvcc, s->applied_index);
@@ -417,19 +726,27 @@ void server_fail_fatal(struct server *s, int err, const char *what)
 		  cairn_strerror(err));
 	s->fatal = err;
 	waiters_fail_all(s, CAIRN_ESTOPPED);
+	server_held_fail_all(s, CAIRN_ESTOPPED);
+	server_reads_fail_all(s, CAIRN_ESTOPPED);
 }
 
 static void process_ready(struct server *s)
 {
+	/* a received snapshot installs only between Readies */
+	if (!s->rd_pending && !s->fatal && !s->stopping)
+		server_snap_poll(s);
 	while (!s->rd_pending && !s->fatal && raft_has_ready(s->raft)) {
 		int err;
 
 		raft_ready(s->raft, &s->rd);
+		/* appends go out in parallel with our own fsync (raft.h) */
+		send_msgs(s, &s->rd);
 		/* committed entries are already durable: apply them while
 		 * this Ready's new entries go to disk */
 		apply_committed(s, s->rd.committed, s->rd.n_committed);
 		if (s->fatal)
 			return;
+		server_reads_on_states(s, &s->rd);
 		if (s->rd.n_entries == 0 && !s->rd.hard_state_changed) {
 			raft_advance(s->raft, &s->rd);
 			continue;
@@ -452,6 +769,10 @@ static void process_ready(struct server *s)
 		}
 		s->rd_pending = true;
 	}
+	if (s->fatal)
+		return;
+	server_reads_check_applied(s);
+	note_leader(s);
 }
 
 static void on_synced(void *arg, int status)
@@ -496,9 +817,18 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 
+	uint64_t now = server_now_ms();
+
 	(void)fd;
 	(void)what;
 	raft_tick(s->raft);
+	if (now - s->last_sweep_ms >= SWEEP_MS && !s->fatal) {
+		s->last_sweep_ms = now;
+		server_held_flush(s);
+		server_held_sweep(s, now);
+		waiters_sweep(s, now);
+		server_reads_sweep(s, now);
+	}
 	server_schedule_ready(s);
 }
 
@@ -507,58 +837,6 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 uint64_t server_next_id(struct server *s)
 {
 	return s->next_req_id++;
-}
-
-int server_propose(struct server *s, enum server_req kind, const uint8_t *req,
-		   size_t len, server_done_fn done, void *arg)
-{
-	uint8_t *data = NULL;
-	size_t dlen = 0;
-	uint64_t id, index;
-	int err;
-
-	if (s->stopping || s->fatal)
-		return CAIRN_ESTOPPED;
-	if (raft_leader(s->raft) != s->member_id)
-		return CAIRN_ENO_LEADER;
-	id = server_next_id(s);
-	err = pbu_wrap_internal(id, (uint32_t)kind, req, len, &data, &dlen);
-	if (err < 0)
-		return err;
-	if (dlen > s->cfg->max_request_bytes) {
-		free(data);
-		return CAIRN_EREQUEST_TOO_LARGE;
-	}
-	/* the waiter first: once proposed, the entry will apply, and its
-	 * client must hear of it */
-	if ((err = server_waiter_add(s, id, done, arg)) < 0) {
-		free(data);
-		return err;
-	}
-	err = raft_propose(s->raft, data, dlen, &index);
-	free(data);
-	if (err < 0) {
-		free(server_waiter_take(s, id));
-		return err;
-	}
-	server_schedule_ready(s);
-	return 0;
-}
-
-void server_read_index(struct server *s, void (*cb)(void *arg, int err),
-		       void *arg)
-{
-	if (s->stopping || s->fatal) {
-		cb(arg, CAIRN_ESTOPPED);
-		return;
-	}
-	/* One voter: its leadership needs no heartbeat round, and every
-	 * acknowledged write was applied before it was acknowledged. */
-	if (raft_leader(s->raft) != s->member_id) {
-		cb(arg, CAIRN_ENO_LEADER);
-		return;
-	}
-	cb(arg, 0);
 }
 
 struct apply_ctx *server_apply_ctx(struct server *s)
@@ -596,6 +874,7 @@ void server_get_status(struct server *s, struct server_status *st)
 	st->term = raft_term(s->raft);
 	st->commit_index = raft_commit_index(s->raft);
 	st->applied_index = s->applied_index;
+	st->is_learner = server_is_learner(s);
 	st->revision = mvcc_rev(s->mvcc);
 	st->engine = s->eng.ops->name;
 	engine_size(&s->eng, &st->db_size, &st->db_in_use);
@@ -750,17 +1029,28 @@ static int check_replay(struct server *s, const struct wal_replay *rp,
 	return 0;
 }
 
-static void raft_config_init(struct server *s, struct raft_config *rc)
+/* One tick per --heartbeat-interval; voters and learners from the
+ * membership (server_member.c), in the caller's arrays. */
+static void raft_config_init(struct server *s, struct raft_config *rc,
+			     uint64_t *voters, uint64_t *learners)
 {
+	size_t nv = 0, nl = 0;
+
+	server_members_conf(s, voters, &nv, learners, &nl, SERVER_MAX_MEMBERS);
 	rc->id = s->member_id;
-	rc->voters = &s->member_id;
-	rc->n_voters = 1;
+	rc->voters = voters;
+	rc->n_voters = nv;
+	rc->learners = learners;
+	rc->n_learners = nl;
 	rc->heartbeat_tick = 1;
 	rc->election_tick = (int)(s->cfg->election_ms / s->cfg->heartbeat_ms);
 	if (rc->election_tick < 2)
 		rc->election_tick = 10;
+	rc->pre_vote = true;
+	rc->check_quorum = true;
 	rc->max_msg_entries = 1024;
 	rc->max_inflight = 256;
+	rc->max_msg_bytes = RAFT_MAX_MSG_BYTES;
 }
 
 /* Start raft from the WAL replay. Entries up to the engine's applied index
@@ -772,12 +1062,13 @@ static int start_raft(struct server *s, struct wal_replay *rp, char *errbuf,
 	struct raft_config rc = {0};
 	struct raft_hard_state hs = {0};
 	struct raft_entry *ents = NULL;
+	uint64_t voters[SERVER_MAX_MEMBERS], learners[SERVER_MAX_MEMBERS];
 	size_t skip = 0, n;
 	int err = check_replay(s, rp, errbuf, errlen);
 
 	if (err < 0)
 		return err;
-	raft_config_init(s, &rc);
+	raft_config_init(s, &rc, voters, learners);
 	rc.snap_index = rp->snap_index;
 	rc.snap_term = rp->snap_term;
 	while (skip < rp->n_entries &&
@@ -870,11 +1161,45 @@ static int open_wal(struct server *s, char *errbuf, size_t errlen)
 		s->member_id = get_be64(rp.meta);
 		s->cluster_id = get_be64(rp.meta + 8);
 	}
-	err = adopt_engine(s, &rp, errbuf, errlen);
+	/* finish a snapshot install a crash interrupted (engine < marker) */
+	err = server_snap_recover(s, rp.snap_index, errbuf, errlen);
+	if (err == 0)
+		err = adopt_engine(s, &rp, errbuf, errlen);
 	if (err == 0)
 		err = start_raft(s, &rp, errbuf, errlen);
 	wal_replay_free(&rp);
 	return err;
+}
+
+static int campaign_if_alone(struct server *s)
+{
+	uint64_t v[SERVER_MAX_MEMBERS], l[SERVER_MAX_MEMBERS];
+	size_t nv = 0, nl = 0;
+
+	server_members_conf(s, v, &nv, l, &nl, SERVER_MAX_MEMBERS);
+	if (nv == 1 && v[0] == s->member_id)
+		return raft_campaign(s->raft);
+	return 0;
+}
+
+/* Does the WAL directory hold a segment (a member that ran before)? */
+static bool wal_dir_has_wal(const struct server *s)
+{
+	char path[4200];
+	struct dirent *d;
+	bool found = false;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "%s/wal", s->member_dir);
+	if (!(dir = opendir(path)))
+		return false;
+	while (!found && (d = readdir(dir))) {
+		size_t n = strlen(d->d_name);
+
+		found = n > 4 && strcmp(d->d_name + n - 4, ".wal") == 0;
+	}
+	closedir(dir);
+	return found;
 }
 
 static int start_timers(struct server *s)
@@ -903,25 +1228,38 @@ int server_open(struct event_base *base, const struct config *cfg,
 		return -ENOMEM;
 	s->base = base;
 	s->cfg = cfg;
+	s->req_timeout_ms = REQ_TIMEOUT_BASE_MS + 2 * cfg->election_ms;
 	errbuf[0] = '\0';
+	if (!(s->win = calloc(WINDOW_RING, sizeof(*s->win)))) {
+		err = -ENOMEM;
+		goto fail;
+	}
 	if ((err = compute_ids(s)) < 0)
 		goto fail;
 	if ((err = open_storage(s, errbuf, errlen)) < 0)
 		goto fail;
 	if ((err = bio_create(base, 2, &s->bio)) < 0)
 		goto fail;
+	s->wal_exists = wal_dir_has_wal(s);
+	/* membership first: it may decide the ids (a joining member) */
+	if ((err = server_members_open(s, errbuf, errlen)) < 0)
+		goto fail;
 	if ((err = open_wal(s, errbuf, errlen)) < 0)
 		goto fail;
+	s->win_from = raft_first_index(s->raft) - 1;
 	s->actx.mvcc = s->mvcc;
 	s->actx.cluster_id = s->cluster_id;
 	s->actx.member_id = s->member_id;
 	/* etcd's idutil layout: member bits, then time, then a counter */
 	s->next_req_id = (s->member_id & 0xffff) << 48 |
 			 (((uint64_t)time(NULL) * 1000) & 0xffffffffffull) << 8;
-	if ((err = start_timers(s)) < 0)
+	if ((err = open_peers(s, errbuf, errlen)) < 0 ||
+	    (err = server_members_start(s)) < 0 ||
+	    (err = server_snap_open(s)) < 0 || (err = start_timers(s)) < 0)
 		goto fail;
-	/* one voter: no one to wait for, elect at once (fast start) */
-	if ((err = raft_campaign(s->raft)) < 0)
+	/* the only voter: no one to wait for, elect at once (fast start);
+	 * several wait for the election timeout */
+	if ((err = campaign_if_alone(s)) < 0)
 		goto fail;
 	/* the first Ready (which applies the entries replayed from the WAL)
 	 * runs at the first loop turn: modules started after server_open
@@ -946,12 +1284,21 @@ void server_close(struct server *s)
 	 * hooks, since applying them may need a module (the lessor) */
 	for (int i = 0; i < 3000 && s->rd_pending && s->bio; i++)
 		event_base_loop(s->base, EVLOOP_ONCE);
+	/* snapshot transfers end first (they hold an engine view); then
+	 * no more peer traffic, before the modules go: a request in flight
+	 * ends (-ECANCELED) into state still alive */
+	server_snap_close(s);
+	peer_transport_destroy(s->peers);
+	s->peers = NULL;
+	server_members_close(s);
 	while (s->n_close_hooks > 0) {
 		s->n_close_hooks--;
 		s->close_hooks[s->n_close_hooks].fn(
 			s->close_hooks[s->n_close_hooks].arg);
 	}
 	waiters_fail_all(s, CAIRN_ESTOPPED);
+	server_held_fail_all(s, CAIRN_ESTOPPED);
+	server_reads_fail_all(s, CAIRN_ESTOPPED);
 	if (s->tick_ev)
 		event_free(s->tick_ev);
 	if (s->ready_ev)
@@ -975,5 +1322,6 @@ void server_close(struct server *s)
 		raft_destroy(s->raft);
 	if (s->eng.e)
 		engine_close(&s->eng);
+	free(s->win);
 	free(s);
 }

@@ -55,9 +55,17 @@ int server_open(struct event_base *base, const struct config *cfg,
 void server_close(struct server *s);
 
 /* Propose an encoded request (a PutRequest, DeleteRangeRequest,
- * TxnRequest or CompactionRequest, by kind). Copies req. done is called
- * exactly once, later, never from inside this call. Returns 0, or
- * CAIRN_EREQUEST_TOO_LARGE, CAIRN_ENO_LEADER, CAIRN_ESTOPPED, -ENOMEM
+ * TxnRequest or CompactionRequest, by kind). Copies req. On any member: a
+ * follower's raft forwards it to the leader; with no leader known (or
+ * during a leadership transfer) it is held until there is one. done is
+ * called exactly once, later, never from inside this call: with the
+ * result once the entry is applied here, or out->err = CAIRN_ENO_LEADER
+ * (held about 2 election timeouts without a leader), CAIRN_ETIMEOUT or
+ * CAIRN_ETIMEOUT_LEADER_FAIL (not applied within etcd's request timeout,
+ * 5 s + 2 x --election-timeout; the entry may still apply later),
+ * CAIRN_ESTOPPED. Returns 0, or CAIRN_EREQUEST_TOO_LARGE,
+ * CAIRN_ETOO_MANY_REQUESTS (5000 held, or applying 5000 entries behind
+ * the commit index), CAIRN_EMEMBER_REMOVED, CAIRN_ESTOPPED, -ENOMEM
  * (then done is not called). */
 int server_propose(struct server *s, enum server_req kind, const uint8_t *req,
 		   size_t len, server_done_fn done, void *arg);
@@ -67,8 +75,13 @@ int server_propose(struct server *s, enum server_req kind, const uint8_t *req,
 struct apply_ctx *server_apply_ctx(struct server *s);
 
 /* Linearizable read barrier: cb(arg, 0) once this member has applied
- * everything committed when the read arrived (ReadIndex), or cb(arg, err)
- * (CAIRN_ENO_LEADER, CAIRN_ESTOPPED). May call cb before returning. */
+ * everything committed when the read arrived (ReadIndex: reads arriving
+ * while one is asked share the next), or cb(arg, err):
+ * CAIRN_ELEADER_CHANGED (the leader changed while asked),
+ * CAIRN_ENO_LEADER (none known for about 2 election timeouts),
+ * CAIRN_ETIMEOUT (the request timeout), CAIRN_EMEMBER_REMOVED,
+ * CAIRN_ESTOPPED, -ENOMEM. May call cb before returning (a lone voter
+ * answers at once). Learners are refused by the services, not here. */
 void server_read_index(struct server *s, void (*cb)(void *arg, int err),
 		       void *arg);
 
@@ -132,14 +145,68 @@ struct peer_transport *server_peers(const struct server *s);
 
 /* Call fn(arg, leader) whenever this member becomes leader (true) or
  * stops being leader (false), after the Ready that changed it was
- * handled. 0, or -ENOSPC past SERVER_MAX_HOOKS. (server.c) */
+ * handled, in registration order. fn may propose or read. 0, or -ENOSPC
+ * past SERVER_MAX_HOOKS. (server.c) */
 int server_on_leader_change(struct server *s,
 			    void (*fn)(void *arg, bool leader), void *arg);
 
 /* Call fn(arg) right after the state machine (MVCC, engine) was replaced
  * by a snapshot received from the leader: modules reload what they keep
- * of it (leases) and resync what depends on it (watchers). 0, or -ENOSPC.
- * (server_snap.c) */
+ * of it (leases) and resync what depends on it (watchers). Hooks run in
+ * registration order. May be called any time during or after
+ * server_open (before server_snap_open too). 0, -ENOSPC (past
+ * SERVER_MAX_HOOKS), -ENOMEM. (server_snap.c) */
 int server_on_restore(struct server *s, void (*fn)(void *arg), void *arg);
+
+/* ---- membership (server_member.c) ----------------------------------------
+ *
+ * Changes go through raft as etcd's raftpb.ConfChange entries and take
+ * effect when applied, on every member alike. done (server_done_fn) is
+ * called exactly once, never from inside the call: out->err (a CAIRN_E*
+ * code: etcd's validation at apply, CAIRN_ETIMEOUT, CAIRN_ESTOPPED ...) or
+ * out->buf/len = the membership after the change as members_list_json()
+ * text (core/members.h; done owns buf). The immediate errors below mean
+ * done will not be called. All: CAIRN_EMEMBER_REMOVED (this member was
+ * removed), CAIRN_ENO_LEADER, CAIRN_ESTOPPED, -ENOMEM. */
+
+struct members;
+
+/* The applied membership; valid until the next entry is applied (use it
+ * within the current callback). */
+const struct members *server_members(const struct server *s);
+/* Is this member a learner of the applied membership? */
+bool server_is_learner(const struct server *s);
+/* Has this member applied its own removal? (then it shuts down) */
+bool server_members_removed(const struct server *s);
+
+/* etcd's MemberAdd: a new member with peer_urls (copied), its id (etcd's:
+ * SHA-1 of the URLs and the current second) in *id. Errors also:
+ * CAIRN_EMEMBER_BAD_URLS, CAIRN_EMEMBER_NOT_ENOUGH_STARTED,
+ * CAIRN_EUNHEALTHY (strict reconfiguration checks). */
+int server_member_add(struct server *s, const char *const *peer_urls,
+		      size_t n, bool is_learner, uint64_t *id,
+		      server_done_fn done, void *arg);
+/* etcd's MemberRemove. Errors also: CAIRN_EMEMBER_NOT_ENOUGH_STARTED,
+ * CAIRN_EUNHEALTHY. */
+int server_member_remove(struct server *s, uint64_t id, server_done_fn done,
+			 void *arg);
+/* etcd's MemberUpdate: id's peer URLs become peer_urls (copied). */
+int server_member_update(struct server *s, uint64_t id,
+			 const char *const *peer_urls, size_t n,
+			 server_done_fn done, void *arg);
+/* etcd's MemberPromote. On the leader: CAIRN_ELEARNER_NOT_READY (its
+ * match index is below MEMBERS_READY_PERCENT of the leader's) or
+ * CAIRN_EMEMBER_NOT_ENOUGH_STARTED now; a follower forwards the whole
+ * promotion to the leader (the list in out->buf is then the leader's). */
+int server_member_promote(struct server *s, uint64_t id, server_done_fn done,
+			  void *arg);
+
+/* etcd's MoveLeader: on the leader only (else CAIRN_ENOT_LEADER), to a
+ * voter (else CAIRN_EBAD_LEADER_TRANSFEREE). cb(arg, 0) once `target`
+ * leads as seen here, or cb(arg, CAIRN_ETIMEOUT_LEADER_TRANSFER) after
+ * timeout_ms, or CAIRN_ESTOPPED; never from inside the call. Returns 0
+ * or the errors named (then cb is not called), -ENOMEM. */
+int server_move_leader(struct server *s, uint64_t target, uint64_t timeout_ms,
+		       void (*cb)(void *arg, int err), void *arg);
 
 #endif

@@ -1,5 +1,6 @@
 /* server_int: the private parts of one member shared by core/server.c
- * (Ready loop, proposals, reads, peers), core/server_member.c (membership:
+ * (Ready loop, peers, timers), core/server_read.c (proposals, linearizable
+ * reads), core/server_member.c (membership:
  * bootstrap, join, conf changes, member attributes) and core/server_snap.c
  * (snapshots sent to and received from peers). Nothing outside those
  * files includes it (tests excepted).
@@ -33,8 +34,14 @@ struct waiter {
 	uint64_t id;
 	server_done_fn done;
 	void *arg;
+	uint64_t start_ms; /* server_now_ms() at server_waiter_add */
 	struct waiter *next;
 };
+
+struct server_held;
+struct server_read;
+struct server_read_batch;
+struct server_window_slot;
 
 struct server {
 	struct event_base *base;
@@ -79,8 +86,31 @@ struct server {
 	bool closing;	 /* helpers are being drained: callbacks do nothing */
 	int fatal;	 /* a WAL write/fsync failed: refuse everything */
 
-	/* ---- cluster wiring (server.c) ---- */
+	/* ---- cluster wiring (server.c, server_read.c) ---- */
 	struct peer_transport *peers;
+	bool wal_exists;	   /* member/wal held a WAL when opened */
+	uint64_t req_timeout_ms;   /* etcd's: 5 s + 2 x election timeout */
+	uint64_t leader;	   /* raft's leader at the last check */
+	bool was_leader;	   /* this member led at the last check */
+	uint64_t leader_elected_ms; /* when a new leader was last seen */
+	uint64_t last_sweep_ms;
+	/* proposals held while no leader is known (FIFO) */
+	struct server_held *held, *held_tail;
+	size_t n_held, held_bytes;
+	/* linearizable reads: not yet asked; the one ReadIndex in flight;
+	 * answered and waiting for the applied index (FIFO) */
+	struct server_read *rq, *rq_tail;
+	struct server_read_batch *rb_flight;
+	struct server_read_batch *rb_wait, *rb_wait_tail;
+	struct {
+		void (*fn)(void *arg, bool leader);
+		void *arg;
+	} leader_hooks[SERVER_MAX_HOOKS];
+	size_t n_leader_hooks;
+	/* the applied entries raft keeps: sizes by index (a ring) */
+	struct server_window_slot *win;
+	uint64_t win_bytes; /* sum of len of entries (win_from, applied] */
+	uint64_t win_from;  /* raft's compaction point as last seen */
 
 	/* ---- membership (server_member.c) ---- */
 	struct server_members *members;
@@ -100,9 +130,40 @@ void server_fail_fatal(struct server *s, int err, const char *what);
 int server_waiter_add(struct server *s, uint64_t id, server_done_fn done,
 		      void *arg);
 struct waiter *server_waiter_take(struct server *s, uint64_t id);
+/* The waiter of id, left in place; NULL if none (ended already). */
+struct waiter *server_waiter_find(struct server *s, uint64_t id);
 /* A fresh request id, unique across members (member id bits + time). */
 uint64_t server_next_id(struct server *s);
 uint64_t server_now_ms(void);
+/* The error of a request that timed out after starting at start_ms:
+ * CAIRN_ETIMEOUT_LEADER_FAIL if a new leader was elected since, else
+ * CAIRN_ETIMEOUT. */
+int server_timeout_error(const struct server *s, uint64_t start_ms);
+/* Members in raft's applied configuration (voters + learners); the
+ * voters alone in *n_voters when not NULL. */
+size_t server_conf_size(const struct server *s, size_t *n_voters);
+
+/* ---- server_read.c, for server.c ---- */
+
+/* Held proposals (a proposal made while no leader is known). data: the
+ * wrapped request, taken (freed on failure too). 0, or
+ * CAIRN_ETOO_MANY_REQUESTS, -ENOMEM. The waiter of id is the caller's. */
+int server_held_add(struct server *s, uint64_t id, uint8_t *data, size_t len);
+/* Hand the held proposals to raft while it takes them (a leader known). */
+void server_held_flush(struct server *s);
+/* Fail those held past their deadline through their waiters. */
+void server_held_sweep(struct server *s, uint64_t now_ms);
+void server_held_fail_all(struct server *s, int err);
+/* Linearizable reads: ask for a read index if reads wait and none is in
+ * flight; take the read states of rd; serve those whose index is
+ * applied; fail or re-ask at deadlines; fail the one in flight (leader
+ * changed); fail all (close, fatal). */
+void server_reads_kick(struct server *s);
+void server_reads_on_states(struct server *s, const struct raft_ready *rd);
+void server_reads_check_applied(struct server *s);
+void server_reads_sweep(struct server *s, uint64_t now_ms);
+void server_reads_leader_changed(struct server *s);
+void server_reads_fail_all(struct server *s, int err);
 
 /* ---- server_member.c ---- */
 
@@ -136,6 +197,31 @@ void server_snap_send(struct server *s, const struct raft_msg *m);
 /* Called when no Ready is outstanding: install a received image that
  * waits (raft_restore needs no outstanding ready). */
 void server_snap_poll(struct server *s);
+/* Ends every transfer in flight and
+ * forgets the handler; call it before peer_transport_destroy and before
+ * the engine closes (a transfer holds an engine view). */
 void server_snap_close(struct server *s);
+/* At start, after the WAL replay (snap_index: its last snapshot marker)
+ * and before raft starts: when the engine holds less than the marker (a
+ * crash in the middle of an install), put the received image
+ * member/snap/<snap_index>.snap.db in place of the engine data and reload
+ * MVCC (s->applied_index follows). Also deletes leftovers of unfinished
+ * installs. 0 (also when there is nothing to do), or an error described
+ * in errbuf. */
+int server_snap_recover(struct server *s, uint64_t snap_index, char *errbuf,
+			size_t errlen);
+/* The image format alone (server_snap.c documents it), for tests and
+ * tools. write: the image of h's committed data (an engine read view, so
+ * writes may go on), labelled index/term, to fd. 0, the engine's -errno,
+ * CAIRN_ECORRUPT (a pair too large for the format), -errno of write.
+ * build: the image file at `image` (consumed: unlinked) into a new engine
+ * `backend` at out (removed first if present; removed again on error),
+ * synced. 0, CAIRN_ECORRUPT (not an image of index/term, truncated,
+ * malformed), -ENOMEM, the engine's -errno. */
+struct engine_handle;
+int server_snap_image_write(struct engine_handle *h, uint64_t index,
+			    uint64_t term, int fd);
+int server_snap_image_build(const char *image, const char *backend,
+			    const char *out, uint64_t index, uint64_t term);
 
 #endif

@@ -94,6 +94,7 @@ struct watch_hub {
 	size_t nbuckets, nkeyed;
 	struct watcher *ranges; /* range and from-key watchers */
 	size_t nwatchers, nunsynced;
+	int64_t rev; /* the last revision observed (or mvcc's at creation) */
 	uint64_t stamp;
 	struct watch_event *scratch; /* one response's events */
 	size_t scratch_cap;
@@ -278,10 +279,11 @@ static void queue_drop(struct watch_stream *s)
 	s->qhead = s->qlen = s->qbytes = 0;
 }
 
-/* The queue is full while rev is being observed: every synced watcher of
- * the stream resumes from its first queued event, else from rev
- * (invariant 1), and catches up later. */
-static void queue_overflow(struct watch_stream *s, int64_t rev)
+/* Move every watcher of s to the unsynced group: a synced one resumes
+ * from rev (it was handed, or has queued, every event before rev:
+ * invariant 1), a watcher with queued events from the first of them; the
+ * queue is dropped and catch-up starts at the next run. */
+static void stream_resync(struct watch_stream *s, int64_t rev)
 {
 	struct watcher *w;
 
@@ -295,10 +297,17 @@ static void queue_overflow(struct watch_stream *s, int64_t rev)
 	for (w = s->watchers; w; w = w->snext)
 		set_unsynced(w);
 	queue_drop(s);
+	arm_run(s->h);
+}
+
+/* The queue is full while rev is being observed: the stream's watchers
+ * catch up from history later. */
+static void queue_overflow(struct watch_stream *s, int64_t rev)
+{
+	stream_resync(s, rev);
 	log_debug("watch: stream queue full at revision %lld, its watchers "
 		  "catch up from history",
 		  (long long)rev);
-	arm_run(s->h);
 }
 
 /* Append without the bounds (the caller checked them). */
@@ -381,6 +390,8 @@ void watch_hub_observe(void *arg, int type, const struct mvcc_kv *kv,
 	struct watch_hub *h = arg;
 	struct watcher *w, *next;
 
+	if (kv->mod_rev > h->rev)
+		h->rev = kv->mod_rev;
 	if (h->nkeyed) {
 		size_t b = key_hash(kv->key, kv->key_len) & (h->nbuckets - 1);
 
@@ -859,6 +870,7 @@ int watch_hub_create(struct event_base *base, struct mvcc *m,
 		return -ENOMEM;
 	h->base = base;
 	h->m = m;
+	h->rev = mvcc_rev(m);
 	if (cfg)
 		h->cfg = *cfg;
 	if (!h->cfg.queue_max_events)
@@ -880,6 +892,19 @@ int watch_hub_create(struct event_base *base, struct mvcc *m,
 fail:
 	watch_hub_destroy(h);
 	return -ENOMEM;
+}
+
+void watch_hub_restore(struct watch_hub *h)
+{
+	struct watch_stream *s;
+
+	for (s = h->streams; s; s = s->next)
+		if (!s->dead)
+			stream_resync(s, h->rev + 1);
+	log_info("watch: the store was replaced at revision %lld (was %lld): "
+		 "%zu watchers catch up from history",
+		 (long long)mvcc_rev(h->m), (long long)h->rev, h->nwatchers);
+	h->rev = mvcc_rev(h->m);
 }
 
 void watch_hub_set_progress_ms(struct watch_hub *h, uint64_t ms)

@@ -150,6 +150,14 @@ int watch_stream_progress(struct watch_stream *s);
  * (later, from the loop, never inside this call). */
 void watch_stream_writable(struct watch_stream *s);
 
+/* The hub's mvcc was replaced in place (mvcc_reload: a snapshot from the
+ * leader was installed). Every watcher becomes unsynced and catches up
+ * from the new store from the first revision it has not been handed
+ * (what was queued is dropped and read again); one whose revision was
+ * compacted in the new store is canceled with the compact revision, as
+ * etcd does. Call it right after the reload, before new changes. */
+void watch_hub_restore(struct watch_hub *h);
+
 /* Change the periodic progress interval (ms; 0 = default). */
 void watch_hub_set_progress_ms(struct watch_hub *h, uint64_t ms);
 

@@ -1,4 +1,5 @@
-/* kvservice: etcd's KV, Maintenance and Cluster services over the server.
+/* kvservice: etcd's KV service and Maintenance Alarm / Defragment over the
+ * server (net/clusterservice.c has Cluster, Status and MoveLeader).
  *
  * Request memory: a handler's msg stays valid until its call is finished
  * (net/grpc.h), so decoded requests point into it (pbslice) and proposals
@@ -18,15 +19,13 @@
 #include "core/errors.h"
 #include "core/server.h"
 #include "core/util/log.h"
+#include "net/clusterservice.h"
 #include "net/grpc.h"
-#include "net/rpcreply.h"
 #include "net/proto/pbutil.h"
 #include "net/proto/rpc.pb.h"
-
-
+#include "net/rpcreply.h"
 
 /* ---- writes: through raft ------------------------------------------------ */
-
 
 static void propose(struct grpc_call *call, struct server *srv,
 		    enum server_req kind, const uint8_t *msg, size_t len)
@@ -41,8 +40,11 @@ static void h_put(struct grpc_call *call, const uint8_t *msg, size_t len,
 		  void *ctx)
 {
 	etcdserverpb_PutRequest req = {0};
-	int err = pbu_decode(&etcdserverpb_PutRequest_msg, &req, msg, len);
+	int err;
 
+	if (cluster_refuse(ctx, call))
+		return;
+	err = pbu_decode(&etcdserverpb_PutRequest_msg, &req, msg, len);
 	if (err == 0)
 		err = apply_check_put(&req);
 	pb_release(&etcdserverpb_PutRequest_msg, &req);
@@ -56,9 +58,11 @@ static void h_delete(struct grpc_call *call, const uint8_t *msg, size_t len,
 		     void *ctx)
 {
 	etcdserverpb_DeleteRangeRequest req = {0};
-	int err = pbu_decode(&etcdserverpb_DeleteRangeRequest_msg, &req, msg,
-			     len);
+	int err;
 
+	if (cluster_refuse(ctx, call))
+		return;
+	err = pbu_decode(&etcdserverpb_DeleteRangeRequest_msg, &req, msg, len);
 	if (err == 0)
 		err = apply_check_delete(&req);
 	pb_release(&etcdserverpb_DeleteRangeRequest_msg, &req);
@@ -72,9 +76,11 @@ static void h_compact(struct grpc_call *call, const uint8_t *msg, size_t len,
 		      void *ctx)
 {
 	etcdserverpb_CompactionRequest req = {0};
-	int err = pbu_decode(&etcdserverpb_CompactionRequest_msg, &req, msg,
-			     len);
+	int err;
 
+	if (cluster_refuse(ctx, call))
+		return;
+	err = pbu_decode(&etcdserverpb_CompactionRequest_msg, &req, msg, len);
 	pb_release(&etcdserverpb_CompactionRequest_msg, &req);
 	if (err < 0)
 		rpc_fail(call, err);
@@ -143,6 +149,12 @@ static void h_range(struct grpc_call *call, const uint8_t *msg, size_t len,
 	r->srv = ctx;
 	r->call = call;
 	err = pbu_decode(&etcdserverpb_RangeRequest_msg, &r->u.range, msg, len);
+	/* a learner serves serializable ranges only (etcd 3.4) */
+	if ((err < 0 || !r->u.range.serializable) &&
+	    cluster_refuse(ctx, call)) {
+		read_free(r);
+		return;
+	}
 	if (err == 0)
 		err = apply_check_range(&r->u.range);
 	if (err < 0) {
@@ -157,10 +169,12 @@ static void h_txn(struct grpc_call *call, const uint8_t *msg, size_t len,
 		  void *ctx)
 {
 	struct server *srv = ctx;
-	struct read_req *r = calloc(1, sizeof(*r));
+	struct read_req *r;
 	int err;
 
-	if (!r) {
+	if (cluster_refuse(ctx, call))
+		return;
+	if (!(r = calloc(1, sizeof(*r)))) {
 		rpc_fail(call, -ENOMEM);
 		return;
 	}
@@ -186,30 +200,6 @@ static void h_txn(struct grpc_call *call, const uint8_t *msg, size_t len,
 
 /* ---- Maintenance and Cluster ------------------------------------------- */
 
-
-static void h_status(struct grpc_call *call, const uint8_t *msg, size_t len,
-		     void *ctx)
-{
-	struct server *srv = ctx;
-	etcdserverpb_StatusResponse resp = {0};
-	struct server_status st;
-
-	(void)msg;
-	(void)len;
-	server_get_status(srv, &st);
-	resp.has_header = true;
-	resp.header = apply_header(server_apply_ctx(srv));
-	resp.version = (char *)CAIRN_ETCD_VERSION;
-	resp.dbSize = (int64_t)st.db_size;
-	resp.dbSizeInUse = (int64_t)st.db_in_use;
-	resp.leader = st.leader;
-	resp.raftIndex = st.commit_index;
-	resp.raftTerm = st.term;
-	resp.raftAppliedIndex = st.applied_index;
-	resp.isLearner = st.is_learner;
-	rpc_reply_msg(call, &etcdserverpb_StatusResponse_msg, &resp);
-}
-
 static void h_alarm(struct grpc_call *call, const uint8_t *msg, size_t len,
 		    void *ctx)
 {
@@ -217,6 +207,8 @@ static void h_alarm(struct grpc_call *call, const uint8_t *msg, size_t len,
 
 	(void)msg;
 	(void)len;
+	if (cluster_refuse(ctx, call))
+		return;
 	/* no alarm can be raised yet (no quota enforcement, no corruption
 	 * check): every action answers with the empty alarm list */
 	resp.has_header = true;
@@ -230,6 +222,8 @@ static void h_defrag(struct grpc_call *call, const uint8_t *msg, size_t len,
 	etcdserverpb_DefragmentResponse resp = {0};
 	int err;
 
+	if (cluster_refuse(ctx, call))
+		return;
 	(void)msg;
 	(void)len;
 	if ((err = server_defrag(ctx)) < 0) {
@@ -239,67 +233,6 @@ static void h_defrag(struct grpc_call *call, const uint8_t *msg, size_t len,
 	resp.has_header = true;
 	resp.header = apply_header(server_apply_ctx(ctx));
 	rpc_reply_msg(call, &etcdserverpb_DefragmentResponse_msg, &resp);
-}
-
-static char **url_strings(const struct config_url *u, size_t n)
-{
-	char **v = calloc(n ? n : 1, sizeof(*v));
-
-	if (!v)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (asprintf(&v[i], "%s://%s:%u", u[i].scheme, u[i].host,
-			     u[i].port) < 0) {
-			while (i > 0)
-				free(v[--i]);
-			free(v);
-			return NULL;
-		}
-	}
-	return v;
-}
-
-static void free_strings(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static void h_member_list(struct grpc_call *call, const uint8_t *msg,
-			  size_t len, void *ctx)
-{
-	struct server *srv = ctx;
-	const struct config *c = server_config(srv);
-	etcdserverpb_MemberListResponse resp = {0};
-	etcdserverpb_Member m = {0};
-	struct server_status st;
-
-	(void)msg;
-	(void)len;
-	server_get_status(srv, &st);
-	m.ID = st.member_id;
-	m.name = c->name;
-	m.peerURLs_count = (pb_size_t)c->n_initial_advertise_peer_urls;
-	m.peerURLs = url_strings(c->initial_advertise_peer_urls,
-				 c->n_initial_advertise_peer_urls);
-	m.clientURLs_count = (pb_size_t)c->n_advertise_client_urls;
-	m.clientURLs = url_strings(c->advertise_client_urls,
-				   c->n_advertise_client_urls);
-	if (!m.peerURLs || !m.clientURLs) {
-		rpc_fail(call, -ENOMEM);
-		goto out;
-	}
-	resp.has_header = true;
-	resp.header = apply_header(server_apply_ctx(srv));
-	resp.members_count = 1;
-	resp.members = &m;
-	rpc_reply_msg(call, &etcdserverpb_MemberListResponse_msg, &resp);
-out:
-	free_strings(m.peerURLs, m.peerURLs_count);
-	free_strings(m.clientURLs, m.clientURLs_count);
 }
 
 /* ---- HTTP/1.1: /health and /version ------------------------------------- */
@@ -357,10 +290,8 @@ static const struct unary_row unary_rows[] = {
 	{"/etcdserverpb.KV/DeleteRange", h_delete},
 	{"/etcdserverpb.KV/Txn", h_txn},
 	{"/etcdserverpb.KV/Compact", h_compact},
-	{"/etcdserverpb.Maintenance/Status", h_status},
 	{"/etcdserverpb.Maintenance/Alarm", h_alarm},
 	{"/etcdserverpb.Maintenance/Defragment", h_defrag},
-	{"/etcdserverpb.Cluster/MemberList", h_member_list},
 };
 
 int kvservice_register(struct grpc_server *gs, struct server *srv)
@@ -368,12 +299,15 @@ int kvservice_register(struct grpc_server *gs, struct server *srv)
 	struct evhttp *http = grpc_server_http(gs);
 	int err;
 
-	for (size_t i = 0; i < sizeof(unary_rows) / sizeof(unary_rows[0]); i++) {
+	for (size_t i = 0; i < sizeof(unary_rows) / sizeof(unary_rows[0]);
+	     i++) {
 		err = grpc_server_register_unary(gs, unary_rows[i].path,
 						 unary_rows[i].fn, srv);
 		if (err < 0)
 			return err;
 	}
+	if ((err = clusterservice_register(gs, srv)) < 0)
+		return err;
 	if (http && (evhttp_set_cb(http, "/health", http_health, srv) < 0 ||
 		     evhttp_set_cb(http, "/version", http_version, srv) < 0))
 		return -ENOMEM;

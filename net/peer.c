@@ -8,7 +8,7 @@
  *  3. A peer in state IDLE has its retry timer armed and no bufferevent;
  *     in every other state it has a bufferevent and no armed timer.
  *  4. A connection (struct peer_conn: an inbound stream, or an outbound
- *     snapshot stream) is never freed inside its own callback: conn_kill()
+ *     snapshot stream) is never freed inside its own callback: peer_conn_kill()
  *     disables it and moves it to the reap list, freed from reap_ev before
  *     the loop sleeps. So a frame being handled stays readable even if a
  *     user callback kills its connection.
@@ -16,6 +16,15 @@
  *     clears conn->done calls it (snap_finish()).
  *  6. No received frame is acted on before its whole length is buffered,
  *     and no length past max_frame + 1 is ever buffered (read watermark).
+ *  7. A request we sent is on t->reqs (pending: its timer armed, its REQ
+ *     frame queued or sent) or on the done list (its answer or error
+ *     recorded), never both; its callback runs exactly once, from req_ev
+ *     on the loop (never from inside a peer_* call or a socket callback)
+ *     or from peer_transport_destroy. n_reqs counts both lists and never
+ *     passes PEER_MAX_REQUESTS.
+ *  8. A struct peer_reply_ctx is on its connection's rcs list while the
+ *     connection lives; peer_conn_kill sets its c to NULL, so peer_reply never
+ *     touches a freed connection or transport.
  *
  * Peer (message stream we dial) state machine:
  *
@@ -24,8 +33,10 @@
  *     |        error/EOF/timeout/refused (peer_lost, backoff)     | ack ok
  *     +------------------------+-------------------------- UP <---+
  *
- * Inbound connection: HELLO -> MSGS | SNAP_BEGIN -> SNAP_DATA -> CLOSING;
- * a refusal or a SNAP_ACK goes to CLOSING (killed once flushed).
+ * Inbound connection: HELLO -> MSGS (messages and requests) | JOIN (one
+ * request, from 0) | SNAP_BEGIN -> SNAP_DATA -> CLOSING; a refusal, a
+ * SNAP_ACK or a JOIN's answer goes to CLOSING (killed once flushed).
+ * Outbound join (net/peer_req.c): J_CONNECT -> J_HELLO -> J_WAIT -> done.
  * Outbound snapshot: S_CONNECT -> S_HELLO -> S_DATA -> S_ACK -> done.
  */
 #include <arpa/inet.h>
@@ -45,143 +56,12 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include <pb.h>
-#include <pb_decode.h>
-#include <pb_encode.h>
-
-#include "core/util/fdio.h"
 #include "core/util/crc32c.h"
+#include "core/util/fdio.h"
 #include "core/util/log.h"
-#include "net/peer.h"
-#include "net/proto/raft.pb.h"
-
-#define PEER_VERSION 1
-#define HDR 5 /* u32 length + u8 kind */
-#define HELLO_LEN 29
-#define ACK_LEN 17
-
-enum frame_kind {
-	F_HELLO = 1,
-	F_HELLO_ACK = 2,
-	F_MSG = 3,
-	F_SNAP_BEGIN = 4,
-	F_SNAP_DATA = 5,
-	F_SNAP_END = 6,
-	F_SNAP_ACK = 7,
-};
-
-enum stream_kind { STREAM_MSGS = 0, STREAM_SNAP = 1 };
-
-enum peer_state { P_IDLE, P_CONNECTING, P_HELLO, P_UP };
-
-enum conn_state {
-	C_HELLO,
-	C_MSGS,
-	C_SNAP_BEGIN,
-	C_SNAP_DATA,
-	C_CLOSING,
-	S_CONNECT,
-	S_HELLO,
-	S_DATA,
-	S_ACK,
-};
-
-struct peer_frame {
-	struct peer_frame *next;
-	bool vote; /* never evicted to make room */
-	size_t len;
-	uint8_t buf[];
-};
-
-struct peer {
-	struct peer_transport *t;
-	struct peer *next;
-	uint64_t id;
-	char *host;
-	uint16_t port;
-	struct sockaddr_storage addr;
-	int addrlen;
-	enum peer_state state;
-	struct bufferevent *bev;
-	struct event *retry_ev;
-	unsigned backoff_ms;
-	struct peer_frame *qhead, *qtail;
-	struct peer_stats st;
-	struct peer_conn *snap; /* outbound snapshot in flight */
-};
-
-struct peer_conn {
-	struct peer_transport *t;
-	struct peer_conn *next;
-	struct bufferevent *bev;
-	enum conn_state state;
-	bool dead;   /* killed, waiting on the reap list (invariant 4) */
-	uint64_t id; /* the hello's sender (inbound) or the target (out) */
-	char name[64];
-	/* Snapshot, either direction. */
-	struct peer_snap_meta meta;
-	uint64_t bytes;
-	uint32_t crc;
-	int fd;	    /* inbound: the file being written, or -1 */
-	char *path; /* inbound: its name while we own it */
-	peer_snap_read_fn read;
-	void *read_arg;
-	peer_snap_done_fn done; /* invariant 5 */
-	void *done_arg;
-	bool eof;
-};
-
-struct peer_transport {
-	struct event_base *base;
-	struct peer_config cfg;
-	char *snap_dir;
-	peer_msg_fn on_msg;
-	void *arg;
-	peer_snap_fn on_snap;
-	void *snap_arg;
-	peer_drop_fn drop;
-	void *drop_arg;
-	struct evconnlistener *lev;
-	uint16_t port;
-	struct peer *peers;
-	struct peer_conn *conns, *reap;
-	struct event *reap_ev;
-	struct peer_transport_stats st;
-	struct raft_entry *dec; /* decode scratch, reused */
-	size_t dec_cap;
-};
-
-/* nanopb calls this for raftpb.Entry's Data (net/proto/raft.options). */
-bool raftpb_Entry_callback(pb_istream_t *is, pb_ostream_t *os,
-			   const pb_field_t *field)
-{
-	return pbslice_field_cb(is, os, field);
-}
+#include "net/peer_int.h"
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
-}
 
 static void addr_name(const struct sockaddr *sa, char *buf, size_t n)
 {
@@ -200,7 +80,7 @@ static void addr_name(const struct sockaddr *sa, char *buf, size_t n)
 	snprintf(buf, n, "%s:%u", host, port);
 }
 
-static void set_nodelay(struct bufferevent *bev)
+void peer_set_nodelay(struct bufferevent *bev)
 {
 	int one = 1;
 	evutil_socket_t fd = bufferevent_getfd(bev);
@@ -223,7 +103,7 @@ static void set_timeout(struct bufferevent *bev, unsigned ms)
 	set_timeouts(bev, ms, ms);
 }
 
-static struct peer *peer_find(const struct peer_transport *t, uint64_t id)
+struct peer *peer_find(const struct peer_transport *t, uint64_t id)
 {
 	struct peer *p;
 
@@ -233,7 +113,7 @@ static struct peer *peer_find(const struct peer_transport *t, uint64_t id)
 	return NULL;
 }
 
-static struct peer_frame *frame_new(enum frame_kind kind, size_t plen)
+struct peer_frame *peer_frame_new(enum frame_kind kind, size_t plen)
 {
 	struct peer_frame *f = malloc(sizeof(*f) + HDR + plen);
 
@@ -241,6 +121,7 @@ static struct peer_frame *frame_new(enum frame_kind kind, size_t plen)
 		return NULL;
 	f->next = NULL;
 	f->vote = false;
+	f->req_id = 0;
 	f->len = HDR + plen;
 	put_u32(f->buf, (uint32_t)(plen + 1));
 	f->buf[4] = (uint8_t)kind;
@@ -255,7 +136,7 @@ static void frame_cleanup(const void *data, size_t len, void *extra)
 }
 
 /* Hand f to the bufferevent (which frees it once written). */
-static int frame_write(struct bufferevent *bev, struct peer_frame *f)
+int peer_frame_write(struct bufferevent *bev, struct peer_frame *f)
 {
 	struct evbuffer *out = bufferevent_get_output(bev);
 
@@ -266,21 +147,21 @@ static int frame_write(struct bufferevent *bev, struct peer_frame *f)
 	return 0;
 }
 
-static int write_small(struct bufferevent *bev, enum frame_kind kind,
-		       const uint8_t *payload, size_t plen)
+int peer_write_small(struct bufferevent *bev, enum frame_kind kind,
+		     const uint8_t *payload, size_t plen)
 {
-	struct peer_frame *f = frame_new(kind, plen);
+	struct peer_frame *f = peer_frame_new(kind, plen);
 
 	if (!f)
 		return -ENOMEM;
 	memcpy(f->buf + HDR, payload, plen);
-	return frame_write(bev, f);
+	return peer_frame_write(bev, f);
 }
 
 /* The next whole frame in `in`: 1 (kind, payload, plen set; the caller
  * drains HDR + plen), 0 (need more bytes), -EPROTO (bad length). */
-static int frame_next(struct peer_transport *t, struct evbuffer *in,
-		      uint8_t *kind, const uint8_t **payload, size_t *plen)
+int peer_frame_next(struct peer_transport *t, struct evbuffer *in,
+		    uint8_t *kind, const uint8_t **payload, size_t *plen)
 {
 	uint8_t hdr[4];
 	size_t have = evbuffer_get_length(in);
@@ -314,7 +195,7 @@ static void hello_fill(const struct peer_transport *t, uint8_t *h,
 	put_u64(h + 21, to);
 }
 
-static const char *hello_status_str(unsigned s)
+const char *peer_hello_status_str(unsigned s)
 {
 	switch (s) {
 	case PEER_HELLO_OK:
@@ -347,7 +228,8 @@ static int hello_ack_check(const struct peer_transport *t, uint64_t id,
 		log_warn("peer: member %016llx refused our %s: %s (its "
 			 "cluster %016llx member %016llx; ours %016llx "
 			 "member %016llx)",
-			 (unsigned long long)id, what, hello_status_str(pl[0]),
+			 (unsigned long long)id, what,
+			 peer_hello_status_str(pl[0]),
 			 (unsigned long long)get_u64(pl + 1),
 			 (unsigned long long)get_u64(pl + 9),
 			 (unsigned long long)t->cfg.cluster_id,
@@ -365,30 +247,7 @@ static int hello_ack_check(const struct peer_transport *t, uint64_t id,
 	return 0;
 }
 
-/* ---- raftpb.Message <-> struct raft_msg ------------------------------- */
-
-static const uint32_t type_to_pb[] = {
-	[RAFT_MSG_APP] = raftpb_MessageType_MsgApp,
-	[RAFT_MSG_APP_RESP] = raftpb_MessageType_MsgAppResp,
-	[RAFT_MSG_VOTE] = raftpb_MessageType_MsgVote,
-	[RAFT_MSG_VOTE_RESP] = raftpb_MessageType_MsgVoteResp,
-	[RAFT_MSG_PRE_VOTE] = raftpb_MessageType_MsgPreVote,
-	[RAFT_MSG_PRE_VOTE_RESP] = raftpb_MessageType_MsgPreVoteResp,
-	[RAFT_MSG_HEARTBEAT] = raftpb_MessageType_MsgHeartbeat,
-	[RAFT_MSG_HEARTBEAT_RESP] = raftpb_MessageType_MsgHeartbeatResp,
-};
-#define N_TYPES (sizeof(type_to_pb) / sizeof(type_to_pb[0]))
-
-static int type_from_pb(uint32_t pb, enum raft_msg_type *out)
-{
-	for (size_t i = 0; i < N_TYPES; i++) {
-		if (type_to_pb[i] == pb) {
-			*out = (enum raft_msg_type)i;
-			return 0;
-		}
-	}
-	return -EPROTO;
-}
+/* ---- MSG frames (net/peer_codec.h) ---------------------------------- */
 
 static bool is_vote(enum raft_msg_type type)
 {
@@ -396,137 +255,28 @@ static bool is_vote(enum raft_msg_type type)
 	       type == RAFT_MSG_PRE_VOTE || type == RAFT_MSG_PRE_VOTE_RESP;
 }
 
-static bool entries_encode(pb_ostream_t *os, const pb_field_t *field,
-			   void *const *arg)
-{
-	const struct raft_msg *m = *arg;
-
-	for (size_t i = 0; i < m->n_entries; i++) {
-		const struct raft_entry *e = &m->entries[i];
-		raftpb_Entry pe;
-
-		memset(&pe, 0, sizeof(pe));
-		pe.has_Type = pe.has_Term = pe.has_Index = true;
-		pe.Type = (raftpb_EntryType)e->type;
-		pe.Term = e->term;
-		pe.Index = e->index;
-		pe.Data.p = e->data;
-		pe.Data.n = e->len;
-		if (!pb_encode_tag_for_field(os, field) ||
-		    !pb_encode_submessage(os, raftpb_Entry_fields, &pe))
-			return false;
-	}
-	return true;
-}
-
-struct dec_ctx {
-	struct peer_transport *t;
-	size_t n;
-};
-
-static bool entries_decode(pb_istream_t *is, const pb_field_t *field,
-			   void **arg)
-{
-	struct dec_ctx *d = *arg;
-	struct peer_transport *t = d->t;
-	raftpb_Entry pe;
-	struct raft_entry *e;
-
-	(void)field;
-	if (d->n == t->cfg.max_entries)
-		PB_RETURN_ERROR(is, "too many entries");
-	if (d->n == t->dec_cap) {
-		size_t cap = t->dec_cap ? t->dec_cap * 2 : 64;
-		struct raft_entry *v = reallocarray(t->dec, cap, sizeof(*v));
-
-		if (!v)
-			PB_RETURN_ERROR(is, "out of memory");
-		t->dec = v;
-		t->dec_cap = cap;
-	}
-	memset(&pe, 0, sizeof(pe));
-	if (!pb_decode(is, raftpb_Entry_fields, &pe))
-		return false;
-	e = &t->dec[d->n++];
-	e->term = pe.Term;
-	e->index = pe.Index;
-	e->type = (uint32_t)pe.Type;
-	e->data = pe.Data.n ? (uint8_t *)pe.Data.p : NULL;
-	e->len = pe.Data.n;
-	return true;
-}
-
 /* Encode m as a MSG frame into *out. */
 static int msg_encode(const struct peer_transport *t, const struct raft_msg *m,
 		      struct peer_frame **out)
 {
-	raftpb_Message pm;
 	struct peer_frame *f;
 	size_t size;
-	pb_ostream_t os;
+	int rc = peer_codec_size(m, t->cfg.self_id, &size);
 
-	memset(&pm, 0, sizeof(pm));
-	/* gogoproto's non-nullable fields are always on the wire: same here. */
-	pm.has_type = pm.has_to = pm.has_from = pm.has_term = true;
-	pm.has_logTerm = pm.has_index = pm.has_commit = true;
-	pm.has_reject = pm.has_rejectHint = true;
-	pm.type = (raftpb_MessageType)type_to_pb[m->type];
-	pm.to = m->to;
-	pm.from = t->cfg.self_id;
-	pm.term = m->term;
-	pm.logTerm = m->log_term;
-	pm.index = m->index;
-	pm.commit = m->commit;
-	pm.reject = m->reject;
-	pm.rejectHint = m->reject_hint;
-	pm.entries.funcs.encode = entries_encode;
-	pm.entries.arg = (void *)m;
-	if (!pb_get_encoded_size(&size, raftpb_Message_fields, &pm))
-		return -EINVAL;
+	if (rc)
+		return rc;
 	if (size > t->cfg.max_frame)
 		return -EMSGSIZE;
-	f = frame_new(F_MSG, size);
+	f = peer_frame_new(F_MSG, size);
 	if (!f)
 		return -ENOMEM;
-	os = pb_ostream_from_buffer(f->buf + HDR, size);
-	if (!pb_encode(&os, raftpb_Message_fields, &pm) ||
-	    os.bytes_written != size) {
+	rc = peer_codec_encode(m, t->cfg.self_id, f->buf + HDR, size);
+	if (rc) {
 		free(f);
-		return -EINVAL;
+		return rc;
 	}
 	f->vote = is_vote(m->type);
 	*out = f;
-	return 0;
-}
-
-/* Decode a MSG payload into *m (entries in t->dec, data in payload). */
-static int msg_decode(struct peer_transport *t, const uint8_t *payload,
-		      size_t plen, struct raft_msg *m)
-{
-	raftpb_Message pm;
-	struct dec_ctx d = {t, 0};
-	pb_istream_t is = pbslice_istream(payload, plen);
-
-	memset(&pm, 0, sizeof(pm));
-	pm.entries.funcs.decode = entries_decode;
-	pm.entries.arg = &d;
-	if (!pb_decode(&is, raftpb_Message_fields, &pm)) {
-		log_warn("peer: bad raft message: %s", PB_GET_ERROR(&is));
-		return -EPROTO;
-	}
-	memset(m, 0, sizeof(*m));
-	if (type_from_pb((uint32_t)pm.type, &m->type))
-		return -ENOTSUP;
-	m->to = pm.to;
-	m->from = pm.from;
-	m->term = pm.term;
-	m->log_term = pm.logTerm;
-	m->index = pm.index;
-	m->commit = pm.commit;
-	m->reject = pm.reject;
-	m->reject_hint = pm.rejectHint;
-	m->entries = d.n ? t->dec : NULL;
-	m->n_entries = d.n;
 	return 0;
 }
 
@@ -542,7 +292,7 @@ static void conn_unlink(struct peer_conn **list, struct peer_conn *c)
 	}
 }
 
-static void conn_kill(struct peer_conn *c)
+void peer_conn_kill(struct peer_conn *c)
 {
 	struct peer_transport *t = c->t;
 
@@ -562,16 +312,28 @@ static void conn_kill(struct peer_conn *c)
 		free(c->path);
 		c->path = NULL;
 	}
+	for (struct peer_reply_ctx *rc = c->rcs; rc; rc = rc->next)
+		rc->c = NULL; /* invariant 8 */
+	c->rcs = NULL;
+	if (c->jreq) {
+		struct peer_req *r = c->jreq;
+
+		c->jreq = NULL;
+		r->jc = NULL;
+		peer_req_done(r, -ECONNRESET, NULL, 0);
+	}
 	conn_unlink(&t->conns, c);
 	c->next = t->reap;
 	t->reap = c;
 	event_active(t->reap_ev, EV_TIMEOUT, 0);
 }
 
-static void conn_free(struct peer_conn *c)
+void peer_conn_free(struct peer_conn *c)
 {
 	if (c->bev)
 		bufferevent_free(c->bev);
+	free(c->conf_ids);
+	free(c->jframe);
 	free(c);
 }
 
@@ -584,7 +346,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	while ((c = t->reap)) {
 		t->reap = c->next;
-		conn_free(c);
+		peer_conn_free(c);
 	}
 }
 
@@ -597,7 +359,7 @@ static void snap_finish(struct peer_conn *c, int err)
 	if (p && p->snap == c)
 		p->snap = NULL;
 	c->done = NULL;
-	conn_kill(c);
+	peer_conn_kill(c);
 	if (done)
 		done(c->done_arg, err);
 }
@@ -617,6 +379,9 @@ static void peer_lost(struct peer *p, const char *why)
 {
 	struct timeval tv;
 
+	/* Answers to requests on this stream will never come. */
+	peer_req_fail_member(p->t, p->id,
+			     p->state == P_UP ? -ECONNRESET : -ECONNREFUSED);
 	if (p->state == P_UP)
 		log_info("peer: stream to member %016llx lost (%s)",
 			 (unsigned long long)p->id, why);
@@ -638,7 +403,7 @@ static void peer_lost(struct peer *p, const char *why)
 }
 
 /* Move queued frames to the socket while it is not backed up (inv. 2). */
-static void peer_flush(struct peer *p)
+void peer_flush(struct peer *p)
 {
 	struct evbuffer *out;
 	struct peer_frame *f;
@@ -652,50 +417,80 @@ static void peer_flush(struct peer *p)
 			p->qtail = NULL;
 		p->st.queued_msgs--;
 		p->st.queued_bytes -= f->len;
-		if (frame_write(p->bev, f) == 0)
+		if (peer_frame_write(p->bev, f) == 0)
 			p->st.sent_msgs++;
 		else
 			p->st.dropped_queue++;
 	}
 }
 
+/* The acceptor's answer to our hello: 0 (stream up) or -1 (p lost). */
+static int peer_hello_ack(struct peer *p, uint8_t kind, const uint8_t *pl,
+			  size_t plen)
+{
+	struct bufferevent *bev = p->bev;
+
+	if (kind != F_HELLO_ACK) {
+		peer_lost(p, "malformed hello answer");
+		return -1;
+	}
+	if (hello_ack_check(p->t, p->id, "message stream", pl, plen)) {
+		p->st.refused++;
+		p->backoff_ms = p->t->cfg.backoff_max_ms;
+		peer_lost(p, "refused");
+		return -1;
+	}
+	p->state = P_UP;
+	p->st.connected = true;
+	p->st.connects++;
+	p->backoff_ms = p->t->cfg.backoff_min_ms;
+	/* The acceptor writes only answers to requests; a stream whose
+	 * pending output makes no progress for that long is dead (a silent
+	 * partition). */
+	set_timeouts(bev, 0, p->t->cfg.hello_timeout_ms);
+	bufferevent_setwatermark(bev, EV_READ, 0, HDR + p->t->cfg.max_frame);
+	log_info("peer: stream to member %016llx up",
+		 (unsigned long long)p->id);
+	return 0;
+}
+
+/* From the acceptor: the hello's answer, then REP frames only. REP
+ * handling calls no user code (invariant 7), so p stays valid. */
 static void peer_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct peer *p = arg;
+	struct peer_transport *t = p->t;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	const uint8_t *pl;
 	size_t plen;
 	uint8_t kind;
 	int rc;
 
-	if (p->state != P_HELLO) {
-		peer_lost(p, "unexpected data from the acceptor");
-		return;
+	for (;;) {
+		rc = peer_frame_next(t, in, &kind, &pl, &plen);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			peer_lost(p, "malformed frame from the acceptor");
+			return;
+		}
+		if (p->state == P_HELLO) {
+			if (peer_hello_ack(p, kind, pl, plen))
+				return;
+		} else if (p->state == P_UP && kind == F_REP) {
+			if (t->drop &&
+			    t->drop(t->drop_arg, p->id, t->cfg.self_id))
+				p->st.dropped_filter++;
+			else if (peer_rep_handle(t, p->id, pl, plen)) {
+				peer_lost(p, "malformed answer");
+				return;
+			}
+		} else {
+			peer_lost(p, "unexpected data from the acceptor");
+			return;
+		}
+		evbuffer_drain(in, HDR + plen);
 	}
-	rc = frame_next(p->t, in, &kind, &pl, &plen);
-	if (rc == 0)
-		return;
-	if (rc < 0 || kind != F_HELLO_ACK) {
-		peer_lost(p, "malformed hello answer");
-		return;
-	}
-	rc = hello_ack_check(p->t, p->id, "message stream", pl, plen);
-	if (rc) {
-		p->st.refused++;
-		p->backoff_ms = p->t->cfg.backoff_max_ms;
-		peer_lost(p, "refused");
-		return;
-	}
-	evbuffer_drain(in, HDR + plen);
-	p->state = P_UP;
-	p->st.connected = true;
-	p->st.connects++;
-	p->backoff_ms = p->t->cfg.backoff_min_ms;
-	/* The acceptor never writes; a stream whose pending output makes no
-	 * progress for that long is dead (a silent partition). */
-	set_timeouts(bev, 0, p->t->cfg.hello_timeout_ms);
-	log_info("peer: stream to member %016llx up",
-		 (unsigned long long)p->id);
 	peer_flush(p);
 }
 
@@ -711,9 +506,9 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 	uint8_t h[HELLO_LEN];
 
 	if (what & BEV_EVENT_CONNECTED) {
-		set_nodelay(bev);
+		peer_set_nodelay(bev);
 		hello_fill(p->t, h, STREAM_MSGS, p->id);
-		if (write_small(bev, F_HELLO, h, sizeof(h))) {
+		if (peer_write_small(bev, F_HELLO, h, sizeof(h))) {
 			peer_lost(p, "out of memory");
 			return;
 		}
@@ -753,6 +548,17 @@ static void peer_dial(struct peer *p)
 
 /* ---- the accepting side ----------------------------------------------- */
 
+/* Member p just dialed us: it is up again (restarted), so a dial of ours
+ * waiting out a backoff that grew while it was down goes now. */
+static void peer_wake(struct peer *p)
+{
+	if (!p || p->state != P_IDLE)
+		return;
+	evtimer_del(p->retry_ev);
+	p->backoff_ms = p->t->cfg.backoff_min_ms;
+	peer_dial(p);
+}
+
 static void conn_refuse(struct peer_conn *c, unsigned status)
 {
 	struct peer_transport *t = c->t;
@@ -764,8 +570,8 @@ static void conn_refuse(struct peer_conn *c, unsigned status)
 	put_u64(ack + 9, t->cfg.self_id);
 	c->state = C_CLOSING;
 	bufferevent_disable(c->bev, EV_READ);
-	if (write_small(c->bev, F_HELLO_ACK, ack, sizeof(ack)))
-		conn_kill(c);
+	if (peer_write_small(c->bev, F_HELLO_ACK, ack, sizeof(ack)))
+		peer_conn_kill(c);
 }
 
 /* Only the newest message stream from a member is kept: an older one is
@@ -777,7 +583,7 @@ static void conn_kill_older(struct peer_conn *c)
 	for (o = c->t->conns; o; o = next) {
 		next = o->next;
 		if (o != c && o->id == c->id && o->state == C_MSGS)
-			conn_kill(o);
+			peer_conn_kill(o);
 	}
 }
 
@@ -794,8 +600,14 @@ static int conn_hello(struct peer_conn *c, const uint8_t *pl, size_t plen)
 	cluster = get_u64(pl + 5);
 	from = get_u64(pl + 13);
 	to = get_u64(pl + 21);
-	if (get_u32(pl) != PEER_VERSION || stream > STREAM_SNAP)
+	if (get_u32(pl) != PEER_VERSION || stream > STREAM_SNAP ||
+	    (from == 0 && stream != STREAM_MSGS))
 		status = PEER_HELLO_BAD_VERSION;
+	else if (from == 0) /* a joining member: cluster and target 0 = any */
+		status = cluster && cluster != t->cfg.cluster_id
+				 ? PEER_HELLO_WRONG_CLUSTER
+			 : to && to != t->cfg.self_id ? PEER_HELLO_WRONG_MEMBER
+						      : PEER_HELLO_OK;
 	else if (cluster != t->cfg.cluster_id)
 		status = PEER_HELLO_WRONG_CLUSTER;
 	else if (to != t->cfg.self_id)
@@ -808,7 +620,7 @@ static int conn_hello(struct peer_conn *c, const uint8_t *pl, size_t plen)
 		log_warn("peer: refused connection from %s: %s (it is member "
 			 "%016llx of cluster %016llx and wants member %016llx; "
 			 "we are member %016llx of cluster %016llx)",
-			 c->name, hello_status_str(status),
+			 c->name, peer_hello_status_str(status),
 			 (unsigned long long)from, (unsigned long long)cluster,
 			 (unsigned long long)to,
 			 (unsigned long long)t->cfg.self_id,
@@ -820,12 +632,15 @@ static int conn_hello(struct peer_conn *c, const uint8_t *pl, size_t plen)
 	ack[0] = PEER_HELLO_OK;
 	put_u64(ack + 1, t->cfg.cluster_id);
 	put_u64(ack + 9, t->cfg.self_id);
-	if (write_small(c->bev, F_HELLO_ACK, ack, sizeof(ack)))
+	if (peer_write_small(c->bev, F_HELLO_ACK, ack, sizeof(ack)))
 		return -ENOMEM;
-	if (stream == STREAM_MSGS) {
+	if (from == 0) {
+		c->state = C_JOIN; /* the hello timeout bounds the answer */
+	} else if (stream == STREAM_MSGS) {
 		c->state = C_MSGS;
 		set_timeout(c->bev, 0); /* a message stream may idle */
 		conn_kill_older(c);
+		peer_wake(peer_find(t, from));
 	} else {
 		c->state = C_SNAP_BEGIN; /* the hello timeout stays: stalls */
 	}
@@ -837,7 +652,7 @@ static int conn_msg(struct peer_conn *c, const uint8_t *pl, size_t plen)
 	struct peer_transport *t = c->t;
 	struct peer *p = peer_find(t, c->id);
 	struct raft_msg m;
-	int rc = msg_decode(t, pl, plen, &m);
+	int rc = peer_codec_decode(&t->codec, pl, plen, &m);
 
 	if (rc == -ENOTSUP) {
 		log_debug("peer: message of unknown type from %016llx ignored",
@@ -864,15 +679,43 @@ static int conn_msg(struct peer_conn *c, const uint8_t *pl, size_t plen)
 	return 0;
 }
 
+/* SNAP_BEGIN's membership into c->conf_ids (bounded). */
+static int snap_begin_ids(struct peer_conn *c, const uint8_t *pl, size_t plen)
+{
+	size_t nv, nl;
+
+	if (plen < SNAP_BEGIN_LEN)
+		return -EPROTO;
+	nv = get_u32(pl + 32);
+	nl = get_u32(pl + 36);
+	if (nv > PEER_MAX_CONF_IDS || nl > PEER_MAX_CONF_IDS ||
+	    plen != SNAP_BEGIN_LEN + 8 * (nv + nl))
+		return -EPROTO;
+	if (nv + nl) {
+		c->conf_ids = calloc(nv + nl, sizeof(uint64_t));
+		if (!c->conf_ids)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < nv + nl; i++)
+		c->conf_ids[i] = get_u64(pl + SNAP_BEGIN_LEN + 8 * i);
+	c->meta.voters = nv ? c->conf_ids : NULL;
+	c->meta.n_voters = nv;
+	c->meta.learners = nl ? c->conf_ids + nv : NULL;
+	c->meta.n_learners = nl;
+	return 0;
+}
+
 static int snap_begin(struct peer_conn *c, const uint8_t *pl, size_t plen)
 {
 	struct peer_transport *t = c->t;
+	int rc = snap_begin_ids(c, pl, plen);
 
-	if (plen != 24)
-		return -EPROTO;
+	if (rc)
+		return rc;
 	c->meta.term = get_u64(pl);
 	c->meta.index = get_u64(pl + 8);
 	c->meta.size = get_u64(pl + 16);
+	c->meta.raft_term = get_u64(pl + 24);
 	if (asprintf(&c->path, "%s/peer-snap-XXXXXX", t->snap_dir) < 0) {
 		c->path = NULL;
 		return -ENOMEM;
@@ -893,8 +736,8 @@ static void snap_ack(struct peer_conn *c, uint8_t status)
 {
 	c->state = C_CLOSING;
 	bufferevent_disable(c->bev, EV_READ);
-	if (write_small(c->bev, F_SNAP_ACK, &status, 1))
-		conn_kill(c);
+	if (peer_write_small(c->bev, F_SNAP_ACK, &status, 1))
+		peer_conn_kill(c);
 }
 
 static int snap_end(struct peer_conn *c, const uint8_t *pl, size_t plen)
@@ -949,7 +792,11 @@ static int conn_frame(struct peer_conn *c, uint8_t kind, const uint8_t *pl,
 	case C_HELLO:
 		return kind == F_HELLO ? conn_hello(c, pl, plen) : -EPROTO;
 	case C_MSGS:
+		if (kind == F_REQ)
+			return peer_conn_req(c, pl, plen);
 		return kind == F_MSG ? conn_msg(c, pl, plen) : -EPROTO;
+	case C_JOIN:
+		return kind == F_REQ ? peer_conn_req(c, pl, plen) : -EPROTO;
 	case C_SNAP_BEGIN:
 		return kind == F_SNAP_BEGIN ? snap_begin(c, pl, plen) : -EPROTO;
 	case C_SNAP_DATA:
@@ -965,7 +812,7 @@ static void conn_bad(struct peer_conn *c, int rc)
 	log_warn("peer: closing connection from %s (member %016llx): "
 		 "malformed stream (%s)",
 		 c->name, (unsigned long long)c->id, strerror(-rc));
-	conn_kill(c);
+	peer_conn_kill(c);
 }
 
 static void conn_read_cb(struct bufferevent *bev, void *arg)
@@ -978,7 +825,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	int rc;
 
 	while (c->state != C_CLOSING) {
-		rc = frame_next(c->t, in, &kind, &pl, &plen);
+		rc = peer_frame_next(c->t, in, &kind, &pl, &plen);
 		if (rc == 0)
 			return;
 		if (rc > 0)
@@ -1000,7 +847,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 
 	if (c->state == C_CLOSING &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		conn_kill(c);
+		peer_conn_kill(c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1015,10 +862,10 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 			 "bytes; partial file removed",
 			 (unsigned long long)c->id,
 			 (unsigned long long)c->bytes);
-	conn_kill(c);
+	peer_conn_kill(c);
 }
 
-static struct peer_conn *conn_new(struct peer_transport *t)
+struct peer_conn *peer_conn_new(struct peer_transport *t)
 {
 	struct peer_conn *c = calloc(1, sizeof(*c));
 
@@ -1033,7 +880,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		      struct sockaddr *sa, int salen, void *arg)
 {
 	struct peer_transport *t = arg;
-	struct peer_conn *c = conn_new(t);
+	struct peer_conn *c = peer_conn_new(t);
 
 	(void)lev;
 	(void)salen;
@@ -1047,7 +894,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	c->state = C_HELLO;
 	c->next = t->conns;
 	t->conns = c;
-	set_nodelay(c->bev);
+	peer_set_nodelay(c->bev);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb,
 			  c);
 	/* Invariant 6: never buffer more than one largest frame. */
@@ -1071,7 +918,7 @@ static void snap_pump(struct peer_conn *c)
 			       : c->t->cfg.max_frame;
 
 	while (!c->eof && evbuffer_get_length(out) < PEER_SOCK_HIGH) {
-		struct peer_frame *f = frame_new(F_SNAP_DATA, chunk);
+		struct peer_frame *f = peer_frame_new(F_SNAP_DATA, chunk);
 		ssize_t n;
 
 		if (!f) {
@@ -1093,7 +940,8 @@ static void snap_pump(struct peer_conn *c)
 			c->eof = true;
 			c->state = S_ACK;
 			set_timeout(c->bev, c->t->cfg.hello_timeout_ms);
-			if (write_small(c->bev, F_SNAP_END, end, sizeof(end)))
+			if (peer_write_small(c->bev, F_SNAP_END, end,
+					     sizeof(end)))
 				snap_finish(c, -ENOMEM);
 			return;
 		}
@@ -1101,11 +949,56 @@ static void snap_pump(struct peer_conn *c)
 		f->len = HDR + (size_t)n;
 		c->crc = crc32c(c->crc, f->buf + HDR, (size_t)n);
 		c->bytes += (uint64_t)n;
-		if (frame_write(c->bev, f)) {
+		if (peer_frame_write(c->bev, f)) {
 			snap_finish(c, -ENOMEM);
 			return;
 		}
 	}
+}
+
+static int snap_begin_send(struct peer_conn *c)
+{
+	const struct peer_snap_meta *m = &c->meta;
+	size_t n = m->n_voters + m->n_learners;
+	uint8_t *b = malloc(SNAP_BEGIN_LEN + 8 * n);
+	int rc;
+
+	if (!b)
+		return -ENOMEM;
+	put_u64(b, m->term);
+	put_u64(b + 8, m->index);
+	put_u64(b + 16, m->size);
+	put_u64(b + 24, m->raft_term);
+	put_u32(b + 32, (uint32_t)m->n_voters);
+	put_u32(b + 36, (uint32_t)m->n_learners);
+	for (size_t i = 0; i < n; i++)
+		put_u64(b + SNAP_BEGIN_LEN + 8 * i, c->conf_ids[i]);
+	rc = peer_write_small(c->bev, F_SNAP_BEGIN, b, SNAP_BEGIN_LEN + 8 * n);
+	free(b);
+	return rc;
+}
+
+/* Copy meta's membership into c (the caller's arrays are borrowed only
+ * during peer_snapshot_send). */
+static int snap_meta_copy(struct peer_conn *c, const struct peer_snap_meta *m)
+{
+	size_t n = m->n_voters + m->n_learners;
+
+	if (m->n_voters > PEER_MAX_CONF_IDS ||
+	    m->n_learners > PEER_MAX_CONF_IDS || (m->n_voters && !m->voters) ||
+	    (m->n_learners && !m->learners))
+		return -EINVAL;
+	c->meta = *m;
+	if (n && !(c->conf_ids = calloc(n, sizeof(uint64_t))))
+		return -ENOMEM;
+	if (m->n_voters)
+		memcpy(c->conf_ids, m->voters, m->n_voters * sizeof(uint64_t));
+	if (m->n_learners)
+		memcpy(c->conf_ids + m->n_voters, m->learners,
+		       m->n_learners * sizeof(uint64_t));
+	c->meta.voters = m->n_voters ? c->conf_ids : NULL;
+	c->meta.learners = m->n_learners ? c->conf_ids + m->n_voters : NULL;
+	return 0;
 }
 
 static void snapout_read_cb(struct bufferevent *bev, void *arg)
@@ -1114,8 +1007,8 @@ static void snapout_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	const uint8_t *pl;
 	size_t plen;
-	uint8_t kind, begin[24];
-	int rc = frame_next(c->t, in, &kind, &pl, &plen);
+	uint8_t kind;
+	int rc = peer_frame_next(c->t, in, &kind, &pl, &plen);
 
 	if (rc == 0)
 		return;
@@ -1128,10 +1021,7 @@ static void snapout_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		}
 		evbuffer_drain(in, HDR + plen);
-		put_u64(begin, c->meta.term);
-		put_u64(begin + 8, c->meta.index);
-		put_u64(begin + 16, c->meta.size);
-		if (write_small(bev, F_SNAP_BEGIN, begin, sizeof(begin))) {
+		if (snap_begin_send(c)) {
 			snap_finish(c, -ENOMEM);
 			return;
 		}
@@ -1170,9 +1060,9 @@ static void snapout_event_cb(struct bufferevent *bev, short what, void *arg)
 	uint8_t h[HELLO_LEN];
 
 	if (what & BEV_EVENT_CONNECTED) {
-		set_nodelay(bev);
+		peer_set_nodelay(bev);
 		hello_fill(c->t, h, STREAM_SNAP, c->id);
-		if (write_small(bev, F_HELLO, h, sizeof(h)))
+		if (peer_write_small(bev, F_HELLO, h, sizeof(h)))
 			snap_finish(c, -ENOMEM);
 		else
 			c->state = S_HELLO;
@@ -1188,6 +1078,7 @@ int peer_snapshot_send(struct peer_transport *t, uint64_t to,
 {
 	struct peer *p = peer_find(t, to);
 	struct peer_conn *c;
+	int rc;
 
 	if (!read || !done || !meta)
 		return -EINVAL;
@@ -1195,17 +1086,21 @@ int peer_snapshot_send(struct peer_transport *t, uint64_t to,
 		return -ENOENT;
 	if (p->snap)
 		return -EBUSY;
-	c = conn_new(t);
+	c = peer_conn_new(t);
 	if (!c)
 		return -ENOMEM;
+	rc = snap_meta_copy(c, meta);
+	if (rc) {
+		peer_conn_free(c);
+		return rc;
+	}
 	c->bev = bufferevent_socket_new(t->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!c->bev) {
-		free(c);
+		peer_conn_free(c);
 		return -ENOMEM;
 	}
 	c->id = to;
 	c->state = S_CONNECT;
-	c->meta = *meta;
 	c->read = read;
 	c->read_arg = read_arg;
 	c->done = done;
@@ -1215,7 +1110,7 @@ int peer_snapshot_send(struct peer_transport *t, uint64_t to,
 	 * never runs from inside this function. */
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&p->addr,
 				       p->addrlen) < 0) {
-		conn_free(c);
+		peer_conn_free(c);
 		return -ECONNREFUSED;
 	}
 	c->next = t->conns;
@@ -1277,6 +1172,7 @@ int peer_transport_create(struct event_base *base,
 	DEFAULT(max_queue_bytes, PEER_DEFAULT_QUEUE_BYTES);
 	DEFAULT(max_queue_msgs, PEER_DEFAULT_QUEUE_MSGS);
 	DEFAULT(max_entries, PEER_DEFAULT_MAX_ENTRIES);
+	t->codec.max_entries = t->cfg.max_entries;
 	DEFAULT(backoff_min_ms, PEER_DEFAULT_BACKOFF_MIN_MS);
 	DEFAULT(backoff_max_ms, PEER_DEFAULT_BACKOFF_MAX_MS);
 	DEFAULT(hello_timeout_ms, PEER_DEFAULT_HELLO_TIMEOUT_MS);
@@ -1289,11 +1185,16 @@ int peer_transport_create(struct event_base *base,
 		goto fail;
 	t->cfg.snap_dir = t->snap_dir;
 	t->reap_ev = event_new(base, -1, 0, reap_cb, t);
-	if (!t->reap_ev)
+	t->req_ev = event_new(base, -1, 0, peer_req_deliver_cb, t);
+	if (!t->reap_ev || !t->req_ev)
 		goto fail;
 	*out = t;
 	return 0;
 fail:
+	if (t->reap_ev)
+		event_free(t->reap_ev);
+	if (t->req_ev)
+		event_free(t->req_ev);
 	free(t->snap_dir);
 	free(t);
 	return -ENOMEM;
@@ -1324,6 +1225,12 @@ void peer_transport_destroy(struct peer_transport *t)
 
 	if (!t)
 		return;
+	/* Every request ends with -ECANCELED, answered or not. */
+	while (t->reqs)
+		peer_req_done(t->reqs, -ECANCELED, NULL, 0);
+	for (struct peer_req *r = t->done_head; r; r = r->next)
+		r->err = -ECANCELED;
+	peer_req_deliver_cb(-1, 0, t);
 	while ((p = t->peers)) {
 		t->peers = p->next;
 		peer_free(p);
@@ -1332,13 +1239,14 @@ void peer_transport_destroy(struct peer_transport *t)
 		if (c->done)
 			snap_finish(c, -ECANCELED); /* moves c to reap */
 		else
-			conn_kill(c);
+			peer_conn_kill(c);
 	}
 	reap_cb(-1, 0, t);
 	if (t->lev)
 		evconnlistener_free(t->lev);
 	event_free(t->reap_ev);
-	free(t->dec);
+	event_free(t->req_ev);
+	peer_codec_free(&t->codec);
 	free(t->snap_dir);
 	free(t);
 }
@@ -1401,21 +1309,27 @@ uint16_t peer_listen_port(const struct peer_transport *t)
 	return t->lev ? t->port : 0;
 }
 
-static int peer_resolve(struct peer *p)
+int peer_addr_resolve(const char *host, uint16_t port,
+		      struct sockaddr_storage *addr, int *addrlen)
 {
 	struct addrinfo hints, *res = NULL;
-	char port[8];
+	char sport[8];
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	snprintf(port, sizeof(port), "%u", p->port);
-	if (getaddrinfo(p->host, port, &hints, &res) || !res)
+	snprintf(sport, sizeof(sport), "%u", port);
+	if (getaddrinfo(host, sport, &hints, &res) || !res)
 		return -EHOSTUNREACH;
-	memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
-	p->addrlen = (int)res->ai_addrlen;
+	memcpy(addr, res->ai_addr, res->ai_addrlen);
+	*addrlen = (int)res->ai_addrlen;
 	freeaddrinfo(res);
 	return 0;
+}
+
+static int peer_resolve(struct peer *p)
+{
+	return peer_addr_resolve(p->host, p->port, &p->addr, &p->addrlen);
 }
 
 int peer_add(struct peer_transport *t, uint64_t id, const char *host,
@@ -1460,11 +1374,12 @@ int peer_remove(struct peer_transport *t, uint64_t id)
 		;
 	if (!(p = *pp))
 		return -ENOENT;
+	peer_req_fail_member(t, id, -ECONNRESET);
 	*pp = p->next;
 	for (c = t->conns; c; c = next) {
 		next = c->next;
 		if (c->id == id && c != p->snap)
-			conn_kill(c);
+			peer_conn_kill(c);
 	}
 	peer_free(p);
 	return 0;
@@ -1492,7 +1407,7 @@ static bool queue_evict(struct peer *p)
 	return false;
 }
 
-static int queue_push(struct peer *p, struct peer_frame *f)
+int peer_queue_push(struct peer *p, struct peer_frame *f)
 {
 	const struct peer_config *cfg = &p->t->cfg;
 
@@ -1522,7 +1437,7 @@ int peer_send(struct peer_transport *t, const struct raft_msg *m)
 	struct peer_frame *f;
 	int rc;
 
-	if (!m || (unsigned)m->type >= N_TYPES || (m->n_entries && !m->entries))
+	if (!m || !peer_codec_type_ok(m->type) || (m->n_entries && !m->entries))
 		return -EINVAL;
 	p = peer_find(t, m->to);
 	if (!p)
@@ -1534,7 +1449,7 @@ int peer_send(struct peer_transport *t, const struct raft_msg *m)
 	rc = msg_encode(t, m, &f);
 	if (rc)
 		return rc;
-	rc = queue_push(p, f);
+	rc = peer_queue_push(p, f);
 	if (rc)
 		return rc;
 	peer_flush(p);

@@ -2,9 +2,10 @@
  *
  * Streams. Every member dials one MESSAGE stream to each peer it sends
  * to, and accepts the peers' streams on its listener: raft messages flow
- * dialer -> acceptor only (the acceptor only answers the hello), so a
- * pair of members holds two TCP connections, one per direction (etcd's
- * rafthttp does the same), and neither side ever has to break a tie
+ * dialer -> acceptor only (the acceptor answers only the hello and the
+ * requests, see Requests below), so a pair of members holds two TCP
+ * connections, one per direction (etcd's rafthttp does the same), and
+ * neither side ever has to break a tie
  * between two simultaneous dials. A snapshot goes over a SNAPSHOT stream
  * of its own, opened for that one transfer, so a snapshot of any size
  * never queues in front of a heartbeat.
@@ -29,10 +30,28 @@
  *   2 HELLO_ACK      u8 status (PEER_HELLO_*), u64 cluster id, u64 member
  *                    id of the acceptor                        (17 bytes)
  *   3 MSG            raftpb.Message (net/proto/raft.proto)
- *   4 SNAP_BEGIN     u64 term, u64 index, u64 size (a hint, 0 unknown)
+ *   4 SNAP_BEGIN     u64 term, u64 index, u64 size (a hint, 0 unknown),
+ *                    u64 raft_term, u32 n_voters, u32 n_learners (each
+ *                    <= PEER_MAX_CONF_IDS), then the voters' and the
+ *                    learners' u64 ids                 (40 + 8 x ids)
  *   5 SNAP_DATA      1..max_frame bytes of the snapshot
  *   6 SNAP_END       u64 total length, u32 crc32c of all the data
  *   7 SNAP_ACK       u8 status (0: stored, else failed)  acceptor->dialer
+ *   8 REQ            u64 request id, u8 kind (PEER_REQ_*), request bytes
+ *                                                          dialer->acceptor
+ *   9 REP            u64 request id, i32 err (0, or the handler's negative
+ *                    code), answer bytes (none when err)   acceptor->dialer
+ *
+ * Requests. A request to a known member goes as a REQ frame on our
+ * message stream to it (queued like a vote: never evicted for room), and
+ * its answer comes back as a REP frame on the same TCP connection — the
+ * only frames an acceptor writes after the hello's answer. A member that
+ * does not know its own id yet (joining) dials a stream of its own whose
+ * hello has from 0 and cluster id 0 ("any") and to 0 ("whoever
+ * listens"); the acceptor takes exactly one REQ of kind PEER_REQ_JOIN on
+ * it (any other kind is answered -EACCES), answers it and closes. Ids are
+ * the requester's, unique per transport; an answer whose id is not
+ * pending (it timed out) is ignored.
  *
  * Any frame that breaks this (bad length, kind unexpected in the stream's
  * state, a payload that does not parse, a message not from the hello's
@@ -51,7 +70,8 @@
  *
  * Reconnection. A lost or failed message stream is redialed after a
  * backoff that starts at backoff_min_ms, doubles per failure up to
- * backoff_max_ms, and resets once a hello is accepted.
+ * backoff_max_ms, and resets once a hello is accepted. When a member we
+ * are waiting to redial dials us (it restarted), we redial it at once.
  *
  * Threading: everything runs on the caller's event_base thread; no call
  * blocks except peer_add()'s name resolution (use numeric addresses on a
@@ -79,6 +99,11 @@ struct peer_transport;
 #define PEER_DEFAULT_HELLO_TIMEOUT_MS 5000
 #define PEER_SOCK_HIGH (256u << 10) /* socket output kept below this */
 #define PEER_SNAP_CHUNK (64u << 10)
+/* Most voters (and, apart, learners) in a message or snapshot's
+ * membership: more is refused when sending and malformed when received. */
+#define PEER_MAX_CONF_IDS 1024
+/* Requests in flight per transport (peer_request: -EAGAIN past it). */
+#define PEER_MAX_REQUESTS 1024
 
 /* HELLO_ACK status. */
 enum peer_hello_status {
@@ -117,7 +142,8 @@ struct peer_snap_meta {
 	uint64_t size;	      /* a hint for the receiver; 0: unknown */
 	/* issue 5: passed through too. The sender's raft term (for
 	 * raft_restore), and the membership as of index (arrays owned by
-	 * the caller when sending, by the transport during on_snap). */
+	 * the caller when sending — copied by peer_snapshot_send — by the
+	 * transport during on_snap). At most PEER_MAX_CONF_IDS of each. */
 	uint64_t raft_term;
 	const uint64_t *voters;
 	size_t n_voters;
@@ -178,9 +204,11 @@ int peer_transport_create(struct event_base *base,
 
 /* Close every connection, discard every queue, delete the received
  * snapshot files still partial, and free t. Snapshot sends in flight get
- * their done(-ECANCELED) from inside this call (done must not call peer_*
- * functions then). Must not be called from
- * a peer_* callback. t may be NULL. */
+ * their done(-ECANCELED), and every request not yet called back its
+ * cb(-ECANCELED) (even one already answered), from inside this call
+ * (they must not call peer_* functions then). Answers still owed by
+ * request handlers stay valid for peer_reply (which then only frees).
+ * Must not be called from a peer_* callback. t may be NULL. */
 void peer_transport_destroy(struct peer_transport *t);
 
 /* Received snapshots go to on_snap (NULL: refuse them, the default
@@ -250,12 +278,17 @@ void peer_set_drop_filter(struct peer_transport *t, peer_drop_fn drop,
  * member promotion checks forwarded to the leader, and the membership a
  * new member asks for when it joins (--initial-cluster-state existing).
  * Each request gets exactly one reply (or an error) within its timeout.
- * Payloads are opaque bytes, at most max_frame - 16.
+ * Payloads are opaque bytes, at most max_frame - 16. The drop filter
+ * applies to requests and answers as to messages (a cut one times out).
  */
 enum peer_req_kind {
 	PEER_REQ_JOIN = 1,	/* members: who am I, what cluster (JSON) */
-	PEER_REQ_LEASE = 2,	/* lessor: keep-alive / time-to-live */
+	PEER_REQ_LEASE = 2,	/* lessor: keep-alive (etcdserverpb.
+				 * LeaseKeepAliveRequest -> Response) */
 	PEER_REQ_PROMOTE = 3,	/* members: may this learner be promoted */
+	PEER_REQ_LEASE_TTL = 4, /* lessor: LeaseTimeToLiveRequest ->
+				 * Response */
+	PEER_REQ_REMOVED = 5,	/* members: you were removed (8-byte id) */
 	PEER_REQ_KINDS = 8
 };
 
@@ -265,36 +298,52 @@ enum peer_req_kind {
  * receiver has no handler for kind), -ECANCELED (transport destroyed:
  * then the callee must not call peer_* functions). Called exactly once,
  * never from within the call that sent the request. */
-typedef void (*peer_reply_fn)(void *arg, int err, const void *resp,
-			      size_t len);
+typedef void (*peer_reply_fn)(void *arg, int err, const void *resp, size_t len);
 
-/* Send request `kind` with a copy of req[0..len) to known member `to`.
- * 0, or -ENOENT (to unknown), -EMSGSIZE, -EINVAL, -ENOMEM (then cb is not
- * called). */
+/* Send request `kind` with a copy of req[0..len) to known member `to`;
+ * cb(arg, ...) gets the outcome within timeout_ms (> 0). It waits in the
+ * peer's queue while the stream is down; the stream failing to come up
+ * ends it with -ECONNREFUSED, the stream breaking after it came up with
+ * -ECONNRESET, peer_remove(to) with -ECONNRESET.
+ * 0, or -ENOENT (to unknown), -EMSGSIZE, -EINVAL (kind 0 or >=
+ * PEER_REQ_KINDS, cb NULL, req NULL with len, timeout 0), -EAGAIN
+ * (PEER_MAX_REQUESTS in flight, or the peer's queue is full), -ENOMEM
+ * (then cb is not called). */
 int peer_request(struct peer_transport *t, uint64_t to, uint8_t kind,
 		 const void *req, size_t len, unsigned timeout_ms,
 		 peer_reply_fn cb, void *arg);
 
 /* The same to host:port as a member that does not know its member id
  * yet (a hello with from = 0, accepted only for PEER_REQ_JOIN requests,
- * and with cluster id 0 = "any"). */
-int peer_join_request(struct peer_transport *t, const char *host,
-		      uint16_t port, const void *req, size_t len,
-		      unsigned timeout_ms, peer_reply_fn cb, void *arg);
+ * and with cluster id 0 = "any"), on a connection of its own closed once
+ * answered. The host is resolved now (blocking for a name). Errors as
+ * peer_request (but not -ENOENT), -EHOSTUNREACH (host does not resolve),
+ * -ECONNREFUSED (could not even start connecting); later, through cb,
+ * -ECONNREFUSED (not reachable, or the hello refused), -ECONNRESET,
+ * -EPROTO (a malformed answer), -ETIMEDOUT, -ECANCELED. The answer must
+ * come within the acceptor's hello_timeout_ms. */
+int peer_join_request(struct peer_transport *t, const char *host, uint16_t port,
+		      const void *req, size_t len, unsigned timeout_ms,
+		      peer_reply_fn cb, void *arg);
 
 /* Serving requests: fn(arg, from, req, len, rc) for requests of `kind`
- * (from is 0 for a JOIN from an unknown member). The handler answers with
- * peer_reply(rc, ...) exactly once, now or later; rc stays valid until
- * then (if the requester is gone, the reply is dropped). fn NULL removes
- * the handler. */
+ * (from is 0 for a JOIN from an unknown member; req valid during the call
+ * only). The handler answers with peer_reply(rc, ...) exactly once, now
+ * or later; rc stays valid until then, even past peer_transport_destroy
+ * (if the requester or its connection is gone, the reply is dropped). A
+ * request of a kind with no handler is answered -ENOENT. fn NULL removes
+ * the handler; kinds outside 1..PEER_REQ_KINDS-1 are ignored. */
 struct peer_reply_ctx;
 typedef void (*peer_request_fn)(void *arg, uint64_t from, const void *req,
 				size_t len, struct peer_reply_ctx *rc);
 void peer_set_request_handler(struct peer_transport *t, uint8_t kind,
 			      peer_request_fn fn, void *arg);
-/* Answer: err 0 with resp[0..len) (copied), or err < 0 which the
- * requester's cb receives as is (use CAIRN_E* codes for errors a client
- * should see). Frees rc. */
+/* Answer: err 0 with resp[0..len) (copied; at most max_frame - 12 bytes,
+ * else dropped), or err < 0 which the requester's cb receives as is (use
+ * CAIRN_E* codes for errors a client should see; err > 0 is sent as
+ * -EINVAL). An answer that cannot be sent (connection gone, its output
+ * backed up past 1 MiB, cut by the drop filter) is dropped: the requester
+ * times out. Frees rc. */
 void peer_reply(struct peer_reply_ctx *rc, int err, const void *resp,
 		size_t len);
 

@@ -16,6 +16,7 @@
 #include "core/server.h"
 #include "core/util/log.h"
 #include "core/watch.h"
+#include "net/clusterservice.h"
 #include "net/grpc.h"
 #include "net/proto/pbutil.h"
 #include "net/proto/rpc.pb.h"
@@ -246,8 +247,12 @@ static void on_message(struct grpc_call *call, const uint8_t *msg, size_t len,
 
 static void on_open(struct grpc_call *call, void *ctx)
 {
-	struct wsvc_call *c = calloc(1, sizeof(*c));
+	struct wsvc_call *c;
 
+	/* etcd serves no watch on a learner (its stream interceptor) */
+	if (cluster_refuse(((struct wsvc *)ctx)->srv, call))
+		return;
+	c = calloc(1, sizeof(*c));
 	if (!c || watch_stream_create(((struct wsvc *)ctx)->hub, wsvc_send, c,
 				      &c->ws) < 0) {
 		free(c);
@@ -278,6 +283,14 @@ static void on_close(struct grpc_call *call, void *ctx)
 }
 
 /* ---- registration ------------------------------------------------------ */
+
+/* A snapshot from the leader replaced the store: watchers resync. */
+static void wsvc_restore(void *arg)
+{
+	struct wsvc *w = arg;
+
+	watch_hub_restore(w->hub);
+}
 
 static void wsvc_free(void *arg)
 {
@@ -314,6 +327,10 @@ int watchservice_register(struct grpc_server *gs, struct server *srv)
 		goto fail;
 	if ((err = server_on_close(srv, wsvc_free, w)) < 0)
 		goto fail; /* the change hook stays; nothing to undo it */
+	if ((err = server_on_restore(srv, wsvc_restore, w)) < 0)
+		log_warn("watch: no restore hook (%s): watchers will not "
+			 "resync after a snapshot install",
+			 cairn_strerror(err));
 	return grpc_server_register_stream(gs, "/etcdserverpb.Watch/Watch",
 					   &ops, w);
 fail:

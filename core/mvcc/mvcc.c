@@ -1024,6 +1024,28 @@ fail:
 	return err;
 }
 
+int mvcc_reload(struct mvcc *m)
+{
+	struct mvcc *n;
+	int err;
+
+	if (m->in_txn)
+		return -EBUSY;
+	mvcc_release_view(m);
+	err = mvcc_open(m->h, &n);
+	if (err)
+		return err;
+	keyindex_destroy(m->idx);
+	free(m->pend);
+	free(m->arena);
+	/* the observer stays: it belongs to whoever set it, not to the data */
+	n->obs = m->obs;
+	n->obs_arg = m->obs_arg;
+	*m = *n;
+	free(n);
+	return 0;
+}
+
 void mvcc_close(struct mvcc *m)
 {
 	if (!m)

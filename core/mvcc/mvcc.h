@@ -86,6 +86,17 @@ struct mvcc_range_result {
  * "key" bucket or a malformed meta value; the engine's -errno. */
 int mvcc_open(struct engine_handle *h, struct mvcc **out);
 
+/* Rebuild m in place from its engine handle, after the caller closed the
+ * engine and opened another data file in the same struct engine_handle
+ * (a snapshot from the leader replaced the state): every pointer to m
+ * stays valid, the observer stays set, everything else (key index,
+ * revisions, consistent index) is read afresh as mvcc_open does. Call
+ * mvcc_release_view(m) BEFORE closing the old engine (a view must not
+ * outlive its engine). On error m still describes the old data, whose
+ * engine is gone: the caller must treat it as fatal.
+ * Errors: -EBUSY (a write txn is open), mvcc_open's errors. */
+int mvcc_reload(struct mvcc *m);
+
 /* Free the store. An open txn is abandoned; the engine batch is neither
  * committed nor discarded (the engine's close discards it). NULL: no-op. */
 void mvcc_close(struct mvcc *m);

@@ -117,8 +117,8 @@ uint64_t raft_log_last_term(const struct raft_log *l)
 
 int raft_log_term(const struct raft_log *l, uint64_t index, uint64_t *term)
 {
-	if (index == 0) {
-		*term = 0;
+	if (index == 0 && l->snap_index == 0) {
+		*term = 0; /* before the first entry ever */
 		return 0;
 	}
 	if (index > raft_log_last_index(l))
@@ -257,4 +257,14 @@ uint64_t raft_log_hint(const struct raft_log *l, uint64_t index, uint64_t term)
 			break;
 	}
 	return index;
+}
+
+void raft_log_restore(struct raft_log *l, uint64_t index, uint64_t term)
+{
+	while (l->n)
+		log_drop_data(l, l->ents[--l->n].data);
+	l->snap_index = index;
+	l->snap_term = term;
+	l->commit = l->applied = l->applying = l->stable = index;
+	l->unstable = index + 1;
 }

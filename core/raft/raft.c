@@ -1,6 +1,8 @@
 /* raft: the consensus state machine (contract in raft.h). Files: raft.c
  * (roles, elections, replication), ready.c (outbox, ready/advance), log.c
- * (in-memory log), progress.c (leader's view of each member).
+ * (in-memory log), progress.c (leader's view of each member), conf.c
+ * (membership, snapshots), read.c (ReadIndex, leadership transfer),
+ * check.c (raft_check: these invariants, verified).
  *
  * Safety properties (Raft paper, Figure 3), and where they are upheld:
  *  1. Election Safety (§5.2): at most one leader per term. A member votes
@@ -26,6 +28,23 @@
  *  7. A follower acknowledges an index only when it is durable here
  *     (follower_ack / raft_persisted); a leader counts itself toward the
  *     commit quorum only through its durable index.
+ * Clusters (thesis chapters 3, 4, 6; details next to the code):
+ *  8. One membership change at a time (thesis §4.1): a leader takes a
+ *     CONF_CHANGE only when pending_conf_index (its last one, or its last
+ *     index when elected) is applied (leader_can_take; conf.c).
+ *  9. Learners replicate but never count in a quorum (commit, votes,
+ *     check-quorum, ReadIndex) and never campaign; a member not in the
+ *     configuration never campaigns nor obeys TIMEOUT_NOW (conf.c).
+ * 10. ReadIndex requests live only on a leader and die with its role
+ *     (raft_reset); the read index is recorded only once an entry of the
+ *     leader's term is committed (thesis §6.4 step 1; read.c).
+ * 11. A read is answered only after a quorum of voters acknowledged a
+ *     heartbeat round started after it (§6.4 step 3; read.c).
+ * 12. During a leadership transfer (§3.10) the leader takes no proposal;
+ *     the transfer ends with the role or after an election timeout. A
+ *     vote request of a transfer bypasses the leader lease (step_term),
+ *     every other one is ignored within it when check_quorum is set.
+ * 13. No APP goes to a member waiting for a snapshot (conf.c).
  *
  * Roles (etcd-io/raft's, with the function behind each transition):
  *
@@ -52,6 +71,8 @@
 
 #define RAFT_DEFAULT_MSG_ENTRIES 1024
 #define RAFT_DEFAULT_INFLIGHT 256
+#define RAFT_DEFAULT_INFLIGHT_BYTES (32u << 20)
+#define RAFT_DEFAULT_MSG_BYTES (1u << 20)
 
 /* ---- randomness and helpers ---- */
 
@@ -75,7 +96,7 @@ static void raft_randomize_timeout(struct raft *r)
 		(int)(raft_rand(r) % (uint64_t)r->election_tick);
 }
 
-static size_t raft_quorum(const struct raft *r)
+size_t raft_quorum(const struct raft *r)
 {
 	size_t i, n = 0;
 
@@ -118,6 +139,8 @@ static void raft_reset(struct raft *r, uint64_t term)
 	r->bcast_pending = false;
 	r->pending_ack = 0;
 	r->ack_to = RAFT_NONE;
+	r->lead_transferee = RAFT_NONE;
+	r->n_rq = 0; /* ReadIndex requests die with the role (inv. 10) */
 	for (i = 0; i < r->n_prs; i++) {
 		raft_pr_reset(&r->prs[i], last);
 		if (raft_is_self(r, &r->prs[i]))
@@ -125,7 +148,7 @@ static void raft_reset(struct raft *r, uint64_t term)
 	}
 }
 
-static void become_follower(struct raft *r, uint64_t term, uint64_t leader)
+void raft_become_follower(struct raft *r, uint64_t term, uint64_t leader)
 {
 	raft_reset(r, term);
 	r->role = RAFT_FOLLOWER;
@@ -134,6 +157,8 @@ static void become_follower(struct raft *r, uint64_t term, uint64_t leader)
 		  (unsigned long long)r->id, (unsigned long long)term,
 		  (unsigned long long)leader);
 }
+
+#define become_follower raft_become_follower
 
 static void become_pre_candidate(struct raft *r)
 {
@@ -166,6 +191,8 @@ static int become_leader(struct raft *r)
 	pr = raft_pr_find(r, r->id);
 	if (pr)
 		raft_pr_become_replicate(pr);
+	/* Any entry up to here may be an unapplied conf change (inv. 8). */
+	r->pending_conf_index = raft_log_last_index(&r->log);
 	/* An entry of the new term, so that earlier-term entries commit
 	 * through it (§5.4.2) without waiting for a client. */
 	err = raft_log_append_owned(&r->log, r->term, RAFT_ENTRY_NORMAL, NULL,
@@ -187,7 +214,8 @@ static bool send_append_ex(struct raft *r, struct raft_progress *pr,
 {
 	struct raft_msg m = {0};
 	uint64_t prev, prev_term, last = raft_log_last_index(&r->log);
-	size_t n = 0;
+	struct raft_entry *ents;
+	size_t n = 0, i, bytes = 0;
 	int err;
 
 	if (raft_pr_paused(pr) && !(force && pr->state == RAFT_PR_REPLICATE))
@@ -196,10 +224,7 @@ static bool send_append_ex(struct raft *r, struct raft_progress *pr,
 	err = raft_log_term(&r->log, prev, &prev_term);
 	if (err == -ERANGE) {
 		/* The entries this member needs are compacted away. */
-		log_warn("raft %llx: member %llx needs a snapshot (index %llu)",
-			 (unsigned long long)r->id, (unsigned long long)pr->id,
-			 (unsigned long long)pr->next);
-		pr->state = RAFT_PR_SNAPSHOT;
+		raft_send_snap(r, pr);
 		return false;
 	}
 	if (err)
@@ -211,23 +236,32 @@ static bool send_append_ex(struct raft *r, struct raft_progress *pr,
 	}
 	if (n == 0 && !if_empty)
 		return false;
-	if (pr->state == RAFT_PR_REPLICATE && pr->infl_count >= pr->infl_cap)
+	if (pr->state == RAFT_PR_REPLICATE && raft_pr_paused(pr))
 		n = 0; /* forced through a full window: only probe */
+	ents = n ? raft_log_at(&r->log, pr->next) : NULL;
+	for (i = 0; i < n; i++) {
+		if (i && bytes + ents[i].len > r->max_msg_bytes)
+			break; /* the first one always goes */
+		bytes += ents[i].len;
+	}
+	n = i;
 	m.type = RAFT_MSG_APP;
 	m.to = pr->id;
 	m.index = prev;
 	m.log_term = prev_term;
 	m.commit = r->log.commit;
-	if (raft_send(r, &m, n ? raft_log_at(&r->log, pr->next) : NULL, n))
+	if (raft_send(r, &m, ents, n))
 		return false;
-	raft_pr_sent(pr, prev + n, n);
+	raft_pr_sent(pr, prev + n, n, bytes);
 	return true;
 }
 
-static bool send_append(struct raft *r, struct raft_progress *pr, bool if_empty)
+bool raft_send_append(struct raft *r, struct raft_progress *pr, bool if_empty)
 {
 	return send_append_ex(r, pr, if_empty, false);
 }
+
+#define send_append raft_send_append
 
 void raft_bcast_append(struct raft *r)
 {
@@ -238,12 +272,15 @@ void raft_bcast_append(struct raft *r)
 			send_append(r, &r->prs[i], true);
 }
 
-static void bcast_heartbeat(struct raft *r)
+/* ctx: the read round to confirm (0: the pending one, if any). */
+void raft_bcast_heartbeat(struct raft *r, uint64_t ctx)
 {
 	struct raft_msg m;
 	struct raft_progress *pr;
 	size_t i;
 
+	if (!ctx)
+		ctx = raft_read_pending_seq(r);
 	for (i = 0; i < r->n_prs; i++) {
 		pr = &r->prs[i];
 		if (raft_is_self(r, pr))
@@ -251,6 +288,7 @@ static void bcast_heartbeat(struct raft *r)
 		memset(&m, 0, sizeof(m));
 		m.type = RAFT_MSG_HEARTBEAT;
 		m.to = pr->id;
+		m.ctx = ctx;
 		/* Never more than the member is known to hold: its commit
 		 * must point into a log that matches ours. */
 		m.commit =
@@ -284,6 +322,7 @@ bool raft_leader_maybe_commit(struct raft *r)
 	if (raft_log_term(&r->log, x, &t) != 0 || t != r->term)
 		return false;
 	r->log.commit = x;
+	raft_read_start(r); /* an entry of this term is committed now */
 	return true;
 }
 
@@ -300,7 +339,7 @@ static bool quorum_active(struct raft *r)
 
 /* ---- elections ---- */
 
-static int raft_do_campaign(struct raft *r, bool pre);
+static int raft_do_campaign(struct raft *r, bool pre, bool transfer);
 
 /* Count votes for the current (pre-)election; act on a result. */
 static int raft_tally(struct raft *r)
@@ -315,7 +354,7 @@ static int raft_tally(struct raft *r)
 	}
 	if (yes >= q) {
 		if (r->role == RAFT_PRE_CANDIDATE)
-			return raft_do_campaign(r, false);
+			return raft_do_campaign(r, false, false);
 		return become_leader(r);
 	}
 	if (no >= q)
@@ -323,7 +362,9 @@ static int raft_tally(struct raft *r)
 	return 0;
 }
 
-static int raft_do_campaign(struct raft *r, bool pre)
+/* transfer: started by TIMEOUT_NOW (§3.10), so voters must not ignore it
+ * for their leader lease. */
+static int raft_do_campaign(struct raft *r, bool pre, bool transfer)
 {
 	struct raft_progress *self = raft_pr_find(r, r->id);
 	struct raft_msg m;
@@ -350,6 +391,7 @@ static int raft_do_campaign(struct raft *r, bool pre)
 		m.term = vote_term;
 		m.index = raft_log_last_index(&r->log);
 		m.log_term = raft_log_last_term(&r->log);
+		m.transfer = transfer;
 		err = raft_send(r, &m, NULL, 0);
 		if (err)
 			return err;
@@ -524,49 +566,138 @@ static int handle_heartbeat(struct raft *r, const struct raft_msg *m)
 	raft_commit_to(r, m->commit);
 	resp.type = RAFT_MSG_HEARTBEAT_RESP;
 	resp.to = m->from;
+	resp.ctx = m->ctx; /* acknowledges a ReadIndex round (§6.4) */
 	return raft_send(r, &resp, NULL, 0);
 }
 
 /* ---- per-role step ---- */
 
+int raft_leader_append(struct raft *r, uint32_t type, uint8_t *data, size_t len)
+{
+	int err;
+
+	err = raft_log_append_owned(&r->log, r->term, type, data, len);
+	if (err)
+		return err;
+	if (type == RAFT_ENTRY_CONF_CHANGE)
+		r->pending_conf_index = raft_log_last_index(&r->log);
+	/* One APP per follower per ready, not per proposal (group commit). */
+	if (r->n_prs > 1)
+		r->bcast_pending = true;
+	return 0;
+}
+
+/* May the leader take an entry of this type now? 0 or the error. */
+static int leader_can_take(const struct raft *r, uint32_t type)
+{
+	if (r->lead_transferee != RAFT_NONE)
+		return CAIRN_ELEADER_TRANSFER;
+	/* §4.1: one membership change at a time (invariant 8). */
+	if (type == RAFT_ENTRY_CONF_CHANGE &&
+	    r->pending_conf_index > r->log.applied)
+		return CAIRN_ECONF_CHANGE_PENDING;
+	return 0;
+}
+
+/* Copy data[0..len) and append it as a new entry of the leader's term. */
+static int leader_propose(struct raft *r, uint32_t type, const void *data,
+			  size_t len)
+{
+	uint8_t *d = NULL;
+	int err;
+
+	err = leader_can_take(r, type);
+	if (err)
+		return err;
+	if (len) {
+		d = malloc(len);
+		if (!d)
+			return -ENOMEM;
+		memcpy(d, data, len);
+	}
+	err = raft_leader_append(r, type, d, len);
+	if (err)
+		free(d);
+	return err;
+}
+
+/* Forwarded proposals: entries the leader cannot take are dropped, as
+ * lost (the proposer times out). */
+static int leader_take_props(struct raft *r, const struct raft_msg *m)
+{
+	size_t i;
+	int err;
+
+	for (i = 0; i < m->n_entries; i++) {
+		err = leader_propose(r, m->entries[i].type, m->entries[i].data,
+				     m->entries[i].len);
+		if (err == -ENOMEM)
+			return err;
+	}
+	return 0;
+}
+
+static void leader_app_rejected(struct raft *r, struct raft_progress *pr,
+				const struct raft_msg *m)
+{
+	uint64_t hint = m->reject_hint;
+
+	if (m->log_term)
+		hint = raft_log_hint(&r->log, hint, m->log_term);
+	if (raft_pr_maybe_decr(pr, m->index, hint)) {
+		if (pr->state == RAFT_PR_REPLICATE)
+			raft_pr_become_probe(pr);
+		send_append(r, pr, true);
+	}
+}
+
+static void leader_app_acked(struct raft *r, struct raft_progress *pr,
+			     const struct raft_msg *m)
+{
+	if (m->index > raft_log_last_index(&r->log))
+		return; /* not from this term's log */
+	if (!raft_pr_maybe_update(pr, m->index))
+		return;
+	if (pr->state == RAFT_PR_PROBE) {
+		raft_pr_become_replicate(pr);
+	} else if (pr->state == RAFT_PR_SNAPSHOT &&
+		   pr->match >= pr->pending_snapshot) {
+		/* It has what the snapshot would give it. */
+		raft_pr_become_probe(pr);
+		raft_pr_become_replicate(pr);
+	} else if (pr->state == RAFT_PR_REPLICATE) {
+		raft_pr_infl_free_to(pr, m->index);
+	}
+	/* A new commit index goes to everyone; then fill this member's
+	 * window (bounded by max_inflight and max_inflight_bytes). */
+	if (raft_leader_maybe_commit(r))
+		raft_bcast_append(r);
+	while (send_append(r, pr, false))
+		;
+	raft_transfer_check(r, pr);
+}
+
 static int step_leader(struct raft *r, const struct raft_msg *m)
 {
 	struct raft_progress *pr = raft_pr_find(r, m->from);
-	uint64_t hint;
 
 	if (!pr)
 		return 0;
 	switch (m->type) {
+	case RAFT_MSG_PROP:
+		return leader_take_props(r, m);
+	case RAFT_MSG_READ_INDEX:
+		return m->ctx ? raft_read_leader(r, m->from, m->ctx) : 0;
 	case RAFT_MSG_APP_RESP:
 		pr->recent_active = true;
-		if (m->reject) {
-			hint = m->reject_hint;
-			if (m->log_term)
-				hint = raft_log_hint(&r->log, hint,
-						     m->log_term);
-			if (raft_pr_maybe_decr(pr, m->index, hint)) {
-				if (pr->state == RAFT_PR_REPLICATE)
-					raft_pr_become_probe(pr);
-				send_append(r, pr, true);
-			}
-			return 0;
-		}
-		if (m->index > raft_log_last_index(&r->log))
-			return 0; /* not from this term's log */
-		if (!raft_pr_maybe_update(pr, m->index))
-			return 0;
-		if (pr->state == RAFT_PR_PROBE)
-			raft_pr_become_replicate(pr);
-		else if (pr->state == RAFT_PR_REPLICATE)
-			raft_pr_infl_free_to(pr, m->index);
-		/* A new commit index goes to everyone; then fill this
-		 * member's window (bounded by max_inflight). */
-		if (raft_leader_maybe_commit(r))
-			raft_bcast_append(r);
-		while (send_append(r, pr, false))
-			;
+		if (m->reject)
+			leader_app_rejected(r, pr, m);
+		else
+			leader_app_acked(r, pr, m);
 		return 0;
 	case RAFT_MSG_HEARTBEAT_RESP:
+		if (m->ctx)
+			raft_read_ack(r, pr, m->ctx);
 		pr->recent_active = true;
 		pr->probe_sent = false;
 		/* APPs sent optimistically (REPLICATE) may all have been
@@ -610,6 +741,19 @@ static int step_follower(struct raft *r, const struct raft_msg *m)
 		r->election_elapsed = 0;
 		r->leader = m->from;
 		return handle_heartbeat(r, m);
+	case RAFT_MSG_READ_INDEX_RESP:
+		if (m->reject || !m->ctx)
+			return 0;
+		return raft_read_push(r, m->ctx, m->index);
+	case RAFT_MSG_TIMEOUT_NOW:
+		/* §3.10: campaign at once, skipping pre-vote; a member not
+		 * in the config (or a learner) ignores it. */
+		if (!raft_is_voter(r, r->id))
+			return 0;
+		log_info("raft %llx: leadership transferred by %llx",
+			 (unsigned long long)r->id,
+			 (unsigned long long)m->from);
+		return raft_do_campaign(r, false, true);
 	default:
 		return 0;
 	}
@@ -638,7 +782,7 @@ static int step_term(struct raft *r, const struct raft_msg *m, int *err)
 		 * within the timeout ignores disruptive candidates (§9.6). */
 		in_lease = r->check_quorum && r->leader != RAFT_NONE &&
 			   r->election_elapsed < r->election_tick;
-		if (is_vote(m->type) && in_lease)
+		if (is_vote(m->type) && in_lease && !m->transfer)
 			return 1;
 		if (m->type == RAFT_MSG_PRE_VOTE ||
 		    (m->type == RAFT_MSG_PRE_VOTE_RESP && !m->reject))
@@ -668,21 +812,14 @@ static int step_term(struct raft *r, const struct raft_msg *m, int *err)
 
 static int raft_check_config(const struct raft_config *cfg)
 {
-	size_t i, j;
-
 	if (!cfg || cfg->id == RAFT_NONE || cfg->heartbeat_tick <= 0 ||
 	    cfg->election_tick <= cfg->heartbeat_tick)
 		return -EINVAL;
-	if (cfg->n_voters && !cfg->voters)
+	if ((cfg->n_voters && !cfg->voters) ||
+	    (cfg->n_learners && !cfg->learners))
 		return -EINVAL;
-	for (i = 0; i < cfg->n_voters; i++) {
-		if (cfg->voters[i] == RAFT_NONE)
-			return -EINVAL;
-		for (j = 0; j < i; j++)
-			if (cfg->voters[i] == cfg->voters[j])
-				return -EINVAL;
-	}
-	return 0;
+	return raft_conf_check(cfg->voters, cfg->n_voters, cfg->learners,
+			       cfg->n_learners);
 }
 
 static int raft_check_log(const struct raft_entry *log, size_t n,
@@ -706,7 +843,7 @@ static int raft_check_log(const struct raft_entry *log, size_t n,
 		if (log[i].len && !log[i].data)
 			return -EINVAL;
 	}
-	if (hs && (hs->commit > last || (n && hs->term < log[n - 1].term)))
+	if (hs && hs->commit > last)
 		return -EINVAL;
 	if (!hs && n)
 		return -EINVAL;
@@ -720,7 +857,6 @@ int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
 		struct raft **out)
 {
 	struct raft *r;
-	size_t i;
 	int err;
 
 	err = raft_check_config(cfg);
@@ -743,18 +879,15 @@ int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
 						  : RAFT_DEFAULT_MSG_ENTRIES;
 	r->max_inflight =
 		cfg->max_inflight ? cfg->max_inflight : RAFT_DEFAULT_INFLIGHT;
-	r->n_prs = cfg->n_voters;
-	r->prs = calloc(r->n_prs + 1, sizeof(*r->prs));
-	r->scratch_match = calloc(r->n_prs + 1, sizeof(*r->scratch_match));
-	if (!r->prs || !r->scratch_match)
-		goto nomem;
-	for (i = 0; i < r->n_prs; i++) {
-		r->prs[i].id = cfg->voters[i];
-		r->prs[i].infl_cap = r->max_inflight;
-		r->prs[i].infl = calloc(r->max_inflight, sizeof(uint64_t));
-		if (!r->prs[i].infl)
-			goto nomem;
-	}
+	r->max_msg_bytes = cfg->max_msg_bytes ? cfg->max_msg_bytes
+					      : RAFT_DEFAULT_MSG_BYTES;
+	r->max_inflight_bytes = cfg->max_inflight_bytes
+					? cfg->max_inflight_bytes
+					: RAFT_DEFAULT_INFLIGHT_BYTES;
+	err = raft_conf_set(r, cfg->voters, cfg->n_voters, cfg->learners,
+			    cfg->n_learners);
+	if (err)
+		goto fail;
 	err = raft_log_init(&r->log, log, n_log, cfg->snap_index,
 			    cfg->snap_term);
 	if (err)
@@ -764,6 +897,15 @@ int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
 		r->vote = hs->vote;
 		r->log.commit = hs->commit;
 		r->prev_hs = *hs;
+	}
+	if (n_log && log[n_log - 1].term > r->term) {
+		/* A torn write kept a ready's entries but not its hard state:
+		 * no vote of that term ever left (they wait for the hard
+		 * state), so take the term with no vote; it is persisted by
+		 * the next ready before any message leaves. */
+		r->term = log[n_log - 1].term;
+		r->vote = RAFT_NONE;
+		r->tv_seq++;
 	}
 	/* The state machine may be ahead of the persisted commit index:
 	 * anything applied was committed. */
@@ -776,8 +918,6 @@ int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
 	raft_reset(r, r->term);
 	*out = r;
 	return 0;
-nomem:
-	err = -ENOMEM;
 fail:
 	raft_destroy(r);
 	return err;
@@ -785,14 +925,10 @@ fail:
 
 void raft_destroy(struct raft *r)
 {
-	size_t i;
-
 	if (!r)
 		return;
-	for (i = 0; i < r->n_prs; i++)
-		free(r->prs[i].infl);
-	free(r->prs);
-	free(r->scratch_match);
+	raft_conf_free(r);
+	raft_read_free(r);
 	raft_log_free(&r->log);
 	raft_outbox_free(&r->out);
 	raft_outbox_free(&r->handed);
@@ -807,6 +943,13 @@ static void tick_leader(struct raft *r)
 	r->election_elapsed++;
 	if (r->election_elapsed >= r->election_tick) {
 		r->election_elapsed = 0;
+		if (r->lead_transferee != RAFT_NONE) {
+			log_warn("raft %llx: leadership transfer to %llx timed "
+				 "out",
+				 (unsigned long long)r->id,
+				 (unsigned long long)r->lead_transferee);
+			r->lead_transferee = RAFT_NONE; /* §3.10: abort */
+		}
 		if (r->check_quorum && !quorum_active(r)) {
 			log_warn("raft %llx: no quorum heard from, stepping "
 				 "down",
@@ -819,7 +962,7 @@ static void tick_leader(struct raft *r)
 	}
 	if (r->heartbeat_elapsed >= r->heartbeat_tick) {
 		r->heartbeat_elapsed = 0;
-		bcast_heartbeat(r);
+		raft_bcast_heartbeat(r, 0);
 	}
 }
 
@@ -837,18 +980,39 @@ void raft_tick(struct raft *r)
 	r->election_elapsed = 0;
 	self = raft_pr_find(r, r->id);
 	if (self && !self->learner)
-		(void)raft_do_campaign(r, r->pre_vote);
+		(void)raft_do_campaign(r, r->pre_vote, false);
+}
+
+/* PROP and READ_INDEX may carry term 0 (etcd's local messages): they do
+ * not depend on the sender's term. */
+static bool term_free(enum raft_msg_type t)
+{
+	return t == RAFT_MSG_PROP || t == RAFT_MSG_READ_INDEX;
+}
+
+static int raft_check_msg(const struct raft *r, const struct raft_msg *m)
+{
+	size_t i;
+
+	if (!m || m->to != r->id || m->from == RAFT_NONE || m->from == r->id ||
+	    (m->term == 0 && !term_free(m->type)) ||
+	    (unsigned)m->type > RAFT_MSG_TIMEOUT_NOW ||
+	    (m->n_entries && !m->entries))
+		return -EINVAL;
+	for (i = 0; i < m->n_entries; i++)
+		if (m->entries[i].len && !m->entries[i].data)
+			return -EINVAL;
+	return 0;
 }
 
 int raft_step(struct raft *r, const struct raft_msg *m)
 {
 	int err;
 
-	if (!m || m->to != r->id || m->from == RAFT_NONE || m->from == r->id ||
-	    m->term == 0 || (unsigned)m->type > RAFT_MSG_HEARTBEAT_RESP ||
-	    (m->n_entries && !m->entries))
-		return -EINVAL;
-	if (step_term(r, m, &err))
+	err = raft_check_msg(r, m);
+	if (err)
+		return err;
+	if (m->term != 0 && step_term(r, m, &err))
 		return err;
 	if (is_vote(m->type))
 		return handle_vote(r, m);
@@ -867,33 +1031,55 @@ int raft_campaign(struct raft *r)
 {
 	if (r->role == RAFT_LEADER)
 		return 0;
-	return raft_do_campaign(r, r->pre_vote);
+	return raft_do_campaign(r, r->pre_vote, false);
 }
 
-int raft_propose_type(struct raft *r, uint32_t type, const void *data,
-		      size_t len, uint64_t *index)
+/* Follower: forward a proposal to the leader in a PROP (term 0), with a
+ * private copy of the data owned by the queued message. */
+static int forward_propose(struct raft *r, uint32_t type, const void *data,
+			   size_t len)
 {
+	struct raft_entry e = {0};
+	struct raft_msg m = {0};
 	uint8_t *d = NULL;
 	int err;
 
-	if (r->role != RAFT_LEADER)
-		return CAIRN_ENOT_LEADER;
 	if (len) {
 		d = malloc(len);
 		if (!d)
 			return -ENOMEM;
 		memcpy(d, data, len);
 	}
-	err = raft_log_append_owned(&r->log, r->term, type, d, len);
-	if (err) {
+	e.type = type;
+	e.data = d;
+	e.len = len;
+	m.type = RAFT_MSG_PROP;
+	m.to = r->leader;
+	err = raft_send_owned(r, &m, &e, 1, d);
+	if (err)
 		free(d);
-		return err;
+	return err;
+}
+
+int raft_propose_type(struct raft *r, uint32_t type, const void *data,
+		      size_t len, uint64_t *index)
+{
+	int err;
+
+	if (index)
+		*index = 0;
+	if (len && !data)
+		return -EINVAL;
+	if (r->role != RAFT_LEADER) {
+		if (r->leader == RAFT_NONE)
+			return CAIRN_ENO_LEADER;
+		return forward_propose(r, type, data, len);
 	}
+	err = leader_propose(r, type, data, len);
+	if (err)
+		return err;
 	if (index)
 		*index = raft_log_last_index(&r->log);
-	/* One APP per follower per ready, not per proposal (group commit). */
-	if (r->n_prs > 1)
-		r->bcast_pending = true;
 	return 0;
 }
 
@@ -964,35 +1150,4 @@ void raft_compact(struct raft *r, uint64_t index, uint64_t term)
 	}
 	raft_outbox_drop_range(&r->out, 0, index);
 	raft_log_compact(l, index);
-}
-
-#define RAFT_CHECK(cond)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			log_error("raft %llx: invariant failed: %s",           \
-				  (unsigned long long)r->id, #cond);           \
-			return CAIRN_ECORRUPT;                                 \
-		}                                                              \
-	} while (0)
-
-int raft_check(const struct raft *r)
-{
-	const struct raft_log *l = &r->log;
-	uint64_t last = raft_log_last_index(l);
-	size_t i;
-
-	RAFT_CHECK(l->snap_index <= l->applied);
-	RAFT_CHECK(l->applied <= l->applying);
-	RAFT_CHECK(l->applying <= l->commit && l->applying <= l->stable);
-	RAFT_CHECK(l->commit <= last && l->stable <= last);
-	RAFT_CHECK(l->unstable <= last + 1);
-	for (i = 0; i < l->n; i++) {
-		RAFT_CHECK(l->ents[i].index == l->snap_index + 1 + i);
-		RAFT_CHECK(l->ents[i].term <= r->term);
-		RAFT_CHECK(i == 0 || l->ents[i].term >= l->ents[i - 1].term);
-	}
-	RAFT_CHECK((r->role == RAFT_LEADER) == (r->leader == r->id));
-	RAFT_CHECK(r->role != RAFT_CANDIDATE || r->vote == r->id);
-	RAFT_CHECK(r->tv_durable_seq <= r->tv_seq);
-	return 0;
 }

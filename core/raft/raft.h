@@ -129,19 +129,25 @@ struct raft_read_state {
 };
 
 struct raft_config {
-	uint64_t id;		/* this member, != RAFT_NONE */
-	const uint64_t *voters; /* all voting members (incl. id), copied */
-	size_t n_voters;	/* a member not in voters never campaigns */
+	uint64_t id;		  /* this member, != RAFT_NONE */
+	const uint64_t *voters;	  /* all voting members (incl. id), copied */
+	size_t n_voters;	  /* a member not in voters never campaigns */
 	const uint64_t *learners; /* non-voting members, copied; disjoint */
 	size_t n_learners;	  /* from voters */
-	int election_tick;	/* e.g. 10; > heartbeat_tick */
-	int heartbeat_tick;	/* e.g. 1; > 0 */
-	bool pre_vote;		/* §9.6 pre-vote before a real election */
-	bool check_quorum;	/* leader steps down without a live quorum */
+	int election_tick;	  /* e.g. 10; > heartbeat_tick */
+	int heartbeat_tick;	  /* e.g. 1; > 0 */
+	bool pre_vote;		  /* §9.6 pre-vote before a real election */
+	bool check_quorum;	  /* leader steps down without a live quorum */
 	uint64_t (*rand)(void *arg); /* NULL: internal PRNG seeded by id */
 	void *rand_arg;
 	size_t max_msg_entries; /* entries per APP; 0: 1024 */
 	size_t max_inflight;	/* APPs in flight per follower; 0: 256 */
+	/* Unacknowledged APP payload (sum of entries' len) per follower
+	 * above which the leader stops sending it more; 0: 32 MiB. */
+	size_t max_inflight_bytes;
+	/* Entries' len per APP (etcd's MaxSizePerMsg); 0: 1 MiB. An APP
+	 * always carries at least one entry, however large. */
+	size_t max_msg_bytes;
 	/* The compaction point of the persisted log (0, 0: none): entries
 	 * <= snap_index live only in the state machine, and the log given
 	 * to raft_create starts at snap_index + 1 (or is empty). */
@@ -177,10 +183,13 @@ struct raft;
  * applied: last index the state machine already holds; entries <= applied
  * are never handed out in rd.committed.
  * On success *out is a new raft, free it with raft_destroy().
- * Errors: -EINVAL (bad config: id 0, ticks, duplicate voters; log not
+ * Errors: -EINVAL (bad config: id 0, ticks, an id 0 or repeated among
+ * voters and learners, or in both; log not
  * contiguous or terms decreasing or data NULL with len > 0; a log without
- * hs; commit/applied past the last entry, applied before log[0].index - 1,
- * hs term below the last entry's term), -ENOMEM. */
+ * hs; commit/applied past the last entry, applied before log[0].index - 1),
+ * -ENOMEM. A log whose last term is above hs->term (a torn write kept a
+ * ready's entries but not its hard state) is accepted: raft takes that
+ * term with no vote, and the next ready carries the new hard state. */
 int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
 		const struct raft_entry *log, size_t n_log, uint64_t applied,
 		struct raft **out);
@@ -210,13 +219,18 @@ int raft_step(struct raft *r, const struct raft_msg *m);
 int raft_campaign(struct raft *r);
 
 /* Append a NORMAL entry with a copy of data[0..len) (data may be NULL when
- * len is 0). On 0, *index (if not NULL) is the entry's index; it is
- * committed once rd.committed holds it, and may yet be lost if leadership
- * changes first (the caller detects that by a different entry at index).
- * Errors: CAIRN_ENOT_LEADER, -ENOMEM. */
+ * len is 0). On the leader, on 0, *index (if not NULL) is the entry's
+ * index; it is committed once rd.committed holds it, and may yet be lost
+ * if leadership changes first (the caller detects that by a different
+ * entry at index). On a follower that knows a leader the entry is
+ * forwarded (see "clusters" below) and *index is 0.
+ * Errors: CAIRN_ENO_LEADER (no leader known), CAIRN_ELEADER_TRANSFER (this
+ * leader is handing over), CAIRN_ECONF_CHANGE_PENDING (a CONF_CHANGE while
+ * an earlier one is not applied), -EINVAL (data NULL with len > 0),
+ * -ENOMEM. */
 int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index);
 
-/* Same with an explicit entry type (RAFT_ENTRY_CONF_CHANGE later). */
+/* Same with an explicit entry type (enum raft_entry_type). */
 int raft_propose_type(struct raft *r, uint32_t type, const void *data,
 		      size_t len, uint64_t *index);
 
@@ -253,7 +267,7 @@ uint64_t raft_applied_index(const struct raft *r);
 
 /* Term of the entry at index into *term. Returns 0, -ERANGE (compacted
  * away, or the compaction point's term is unknown), -ENOENT (past the
- * last entry). index 0 has term 0. */
+ * last entry). index 0 has term 0 (while nothing is compacted). */
 int raft_entry_term(const struct raft *r, uint64_t index, uint64_t *term);
 
 /* Drop entries <= index from memory (they are applied and persisted
@@ -262,8 +276,8 @@ int raft_entry_term(const struct raft *r, uint64_t index, uint64_t *term);
  * or the durable index, or term is not the term of the entry at index.
  * After a restart from a log starting at first > 1, call it with
  * (first - 1, its term) to set the compaction point's term.
- * A follower that needs dropped entries needs a snapshot: not implemented
- * yet (the leader logs it and stops sending to that follower). */
+ * A follower that needs dropped entries then gets a snapshot (a SNAP
+ * message in a ready, see raft_report_snapshot below). */
 void raft_compact(struct raft *r, uint64_t index, uint64_t term);
 
 /* ---- clusters (issue 5) ------------------------------------------------
@@ -339,7 +353,11 @@ int raft_progress(const struct raft *r, uint64_t id,
  * send that message with the raft messages: it streams its state machine
  * image (see raft_msg.snap) and then reports the outcome with
  * raft_report_snapshot(r, to, index of the image) or (r, to, 0) on
- * failure; either way replication to `to` resumes by probing. */
+ * failure; either way replication to `to` resumes by probing, at the
+ * member's acknowledgement (raft_restore sends one) or its next heartbeat
+ * response. So report success once the member has installed the image
+ * (or nearly): a probe it rejects for lack of the image asks for another
+ * snapshot. */
 void raft_report_snapshot(struct raft *r, uint64_t to, uint64_t index);
 
 /* Follower: install a snapshot received from the leader `from` in term

@@ -62,6 +62,10 @@ int raft_log_append_owned(struct raft_log *l, uint64_t term, uint32_t type,
 void raft_log_truncate(struct raft_log *l, uint64_t from);
 /* Drop entries <= index (index in the log, term its term). */
 void raft_log_compact(struct raft_log *l, uint64_t index);
+/* Drop every entry: the state machine holds all up to index (whose term
+ * is term), which becomes the compaction, commit, applied and durable
+ * index (a snapshot was installed). */
+void raft_log_restore(struct raft_log *l, uint64_t index, uint64_t term);
 /* Grow the scratch arrays to the log's capacity: 0 or -ENOMEM. */
 int raft_log_grow_scratch(struct raft_log *l);
 /* Free what raft_log_truncate/compact parked while a ready was out. */
@@ -73,34 +77,50 @@ uint64_t raft_log_hint(const struct raft_log *l, uint64_t index, uint64_t term);
 /* Replication progress of one member, as the leader sees it.
  *
  *   PROBE --(append accepted)--> REPLICATE --(append rejected)--> PROBE
+ *     |  ^                                                          |
+ *     |  +--(raft_report_snapshot, or APP_RESP >= pending_snapshot)-+
+ *     +--(next compacted away)--> SNAPSHOT <--(next compacted away)-+
  *   PROBE: one APP at a time (probe_sent) until the match is found.
  *   REPLICATE: pipelined APPs, next moved optimistically; at most
- *              max_inflight unacknowledged APPs (the ring infl).
- *   SNAPSHOT: next is compacted away; waits for a snapshot (later work).
+ *              max_inflight unacknowledged APPs (the ring infl) and
+ *              max_inflight_bytes of their payload (infl_bytes).
+ *   SNAPSHOT: next is compacted away; a SNAP message went out for
+ *             pending_snapshot and no APP goes until the outcome.
  */
 enum raft_pr_state { RAFT_PR_PROBE, RAFT_PR_REPLICATE, RAFT_PR_SNAPSHOT };
 
 struct raft_progress {
 	uint64_t id;
-	bool learner; /* not counted in quorums (data model only for now) */
+	bool learner; /* never counted in quorums, never campaigns */
 	uint64_t match, next;
 	enum raft_pr_state state;
 	bool probe_sent;
 	bool recent_active; /* heard from since the last check_quorum */
 	int vote;	    /* 0 unknown, 1 granted, -1 refused */
 	uint64_t *infl;	    /* ring of last indexes of APPs in flight */
+	size_t *infl_sz;    /* and of their payload bytes */
 	size_t infl_start, infl_count, infl_cap;
+	size_t infl_bytes, infl_bytes_cap; /* payload in flight, its bound */
+	uint64_t pending_snapshot; /* SNAPSHOT: index of the SNAP sent */
+	uint64_t read_ack; /* highest read round (seq) it acknowledged */
 };
 
 void raft_pr_reset(struct raft_progress *pr, uint64_t last);
 bool raft_pr_paused(const struct raft_progress *pr);
 void raft_pr_become_probe(struct raft_progress *pr);
 void raft_pr_become_replicate(struct raft_progress *pr);
+void raft_pr_become_snapshot(struct raft_progress *pr, uint64_t index);
 bool raft_pr_maybe_update(struct raft_progress *pr, uint64_t index);
 bool raft_pr_maybe_decr(struct raft_progress *pr, uint64_t rejected,
 			uint64_t hint);
-void raft_pr_sent(struct raft_progress *pr, uint64_t last_sent, size_t n);
+/* An APP with n entries (bytes of payload) up to last_sent went out. */
+void raft_pr_sent(struct raft_progress *pr, uint64_t last_sent, size_t n,
+		  size_t bytes);
 void raft_pr_infl_free_to(struct raft_progress *pr, uint64_t index);
+/* Allocate the in-flight rings (cap APPs, bytes_cap payload): 0/-ENOMEM. */
+int raft_pr_init(struct raft_progress *pr, uint64_t id, bool learner,
+		 size_t cap, size_t bytes_cap);
+void raft_pr_free(struct raft_progress *pr);
 
 /* Messages waiting for a ready. seq[i]: the term/vote change that must be
  * durable before msgs[i] may leave (see raft.h "durability contract").
@@ -110,14 +130,22 @@ struct raft_outbox {
 	struct raft_msg *msgs;
 	size_t *off;
 	uint64_t *seq;
+	void **own; /* data owned by msgs[i] (a forwarded proposal) or NULL */
 	size_t n, cap;
 	struct raft_entry *ents;
 	size_t n_ents, cap_ents;
 };
 
+/* A ReadIndex request held by the leader (§6.4). seq 0: waiting for an
+ * entry of the leader's term to commit; else the heartbeat round (read_seq
+ * value) that must be acknowledged by a quorum of voters. */
+struct raft_read_req {
+	uint64_t ctx, from, index, seq;
+};
+
 struct raft {
 	uint64_t id;
-	struct raft_progress *prs; /* voters (incl. this member if one) */
+	struct raft_progress *prs; /* voters and learners (incl. this one) */
 	size_t n_prs;
 	uint64_t *scratch_match; /* n_prs, for the commit median */
 	int election_tick, heartbeat_tick;
@@ -125,7 +153,7 @@ struct raft {
 	uint64_t (*rand)(void *arg);
 	void *rand_arg;
 	uint64_t rand_state;
-	size_t max_msg_entries, max_inflight;
+	size_t max_msg_entries, max_msg_bytes, max_inflight, max_inflight_bytes;
 
 	/* hard state */
 	uint64_t term, vote;
@@ -139,6 +167,22 @@ struct raft {
 
 	/* follower: acknowledge (pending_ack) to ack_to once durable */
 	uint64_t pending_ack, ack_to;
+
+	/* leader: last index that may hold an unapplied conf change */
+	uint64_t pending_conf_index;
+	uint64_t lead_transferee; /* leader: transfer target or RAFT_NONE */
+
+	/* leader: ReadIndex requests in arrival order; started ones (seq
+	 * != 0) form a prefix. read_seq: last heartbeat round started. */
+	struct raft_read_req *rq;
+	size_t n_rq, cap_rq;
+	uint64_t read_seq;
+	/* answered reads for the next ready, and those of the outstanding
+	 * one (swapped at raft_ready) */
+	struct raft_read_state *rs, *rs_handed;
+	size_t n_rs, cap_rs, cap_rs_handed;
+	/* membership for the SNAP messages of the outstanding ready */
+	uint64_t *rd_conf;
 
 	/* ready bookkeeping */
 	uint64_t tv_seq;		/* bumped on each term/vote change */
@@ -154,16 +198,57 @@ struct raft {
 	struct raft_outbox handed; /* owned by the outstanding ready */
 };
 
-/* raft.c, for ready.c */
+/* raft.c, for ready.c, conf.c and read.c */
 struct raft_progress *raft_pr_find(struct raft *r, uint64_t id); /* or NULL */
 bool raft_leader_maybe_commit(struct raft *r);
 void raft_follower_flush_ack(struct raft *r);
 void raft_bcast_append(struct raft *r);
+bool raft_send_append(struct raft *r, struct raft_progress *pr, bool if_empty);
+void raft_bcast_heartbeat(struct raft *r, uint64_t ctx);
+size_t raft_quorum(const struct raft *r);
+void raft_become_follower(struct raft *r, uint64_t term, uint64_t leader);
+/* Leader: append a new entry of its term taking data; 0 or -ENOMEM. */
+int raft_leader_append(struct raft *r, uint32_t type, uint8_t *data,
+		       size_t len);
+
+/* conf.c: membership (voters, learners) and snapshots. */
+/* Replace the membership (ids checked by the caller): 0 or -ENOMEM (r
+ * unchanged). Progress of members kept is kept. */
+int raft_conf_set(struct raft *r, const uint64_t *voters, size_t n_voters,
+		  const uint64_t *learners, size_t n_learners);
+void raft_conf_free(struct raft *r);
+/* Config check for raft_create: voters and learners non-zero, unique. */
+int raft_conf_check(const uint64_t *voters, size_t n_voters,
+		    const uint64_t *learners, size_t n_learners);
+/* Leader: pr's next entries are compacted away: queue a SNAP. */
+void raft_send_snap(struct raft *r, struct raft_progress *pr);
+/* Is id a voter? */
+bool raft_is_voter(struct raft *r, uint64_t id);
+
+/* read.c: ReadIndex (§6.4) and leadership transfer (§3.10). */
+/* Leader: a READ_INDEX from `from` (r->id: local). 0 or -ENOMEM. */
+int raft_read_leader(struct raft *r, uint64_t from, uint64_t ctx);
+/* Leader: an entry of its term committed: start held requests. */
+void raft_read_start(struct raft *r);
+/* Leader: HEARTBEAT_RESP m acknowledged read round m->ctx. */
+void raft_read_ack(struct raft *r, struct raft_progress *pr, uint64_t ctx);
+/* Follower: READ_INDEX_RESP; or a local answer. 0 or -ENOMEM. */
+int raft_read_push(struct raft *r, uint64_t ctx, uint64_t index);
+/* Leader: the read round to put in heartbeats (0: none pending). */
+uint64_t raft_read_pending_seq(const struct raft *r);
+void raft_read_free(struct raft *r);
+/* Leader: pr acknowledged; if it is the transferee and caught up, send
+ * it TIMEOUT_NOW. */
+void raft_transfer_check(struct raft *r, struct raft_progress *pr);
 
 /* ready.c, for raft.c. raft_send: queue m to m->to with entries (shallow
  * copies: data stays the log's); fills from/term; 0 or -ENOMEM (dropped). */
 int raft_send(struct raft *r, struct raft_msg *m, const struct raft_entry *ents,
 	      size_t n);
+/* Same, and own (may be NULL) is freed once the message was handed out
+ * and advanced, or dropped. On error own stays the caller's. */
+int raft_send_owned(struct raft *r, struct raft_msg *m,
+		    const struct raft_entry *ents, size_t n, void *own);
 /* Forget queued APPs carrying entries in [lo, hi]: their data is about to
  * be freed. Dropping a message is always safe (as if lost). */
 void raft_outbox_drop_range(struct raft_outbox *o, uint64_t lo, uint64_t hi);

@@ -47,6 +47,10 @@ static int outbox_grow(struct raft_outbox *o, size_t msgs, size_t ents)
 		if (!p)
 			return -ENOMEM;
 		o->seq = p;
+		p = realloc(o->own, cap * sizeof(*o->own));
+		if (!p)
+			return -ENOMEM;
+		o->own = p;
 		o->cap = cap;
 	}
 	if (ents > o->cap_ents) {
@@ -62,8 +66,20 @@ static int outbox_grow(struct raft_outbox *o, size_t msgs, size_t ents)
 	return 0;
 }
 
+static void outbox_free_owned(struct raft_outbox *o)
+{
+	size_t i;
+
+	for (i = 0; i < o->n; i++) {
+		free(o->own[i]);
+		o->own[i] = NULL;
+	}
+}
+
 void raft_outbox_free(struct raft_outbox *o)
 {
+	outbox_free_owned(o);
+	free(o->own);
 	free(o->msgs);
 	free(o->off);
 	free(o->seq);
@@ -75,6 +91,12 @@ void raft_outbox_free(struct raft_outbox *o)
  * log's). Tagged with the current term/vote seq (invariant 6). */
 int raft_send(struct raft *r, struct raft_msg *m, const struct raft_entry *ents,
 	      size_t n)
+{
+	return raft_send_owned(r, m, ents, n, NULL);
+}
+
+int raft_send_owned(struct raft *r, struct raft_msg *m,
+		    const struct raft_entry *ents, size_t n, void *own)
 {
 	struct raft_outbox *o = &r->out;
 	int err;
@@ -89,13 +111,16 @@ int raft_send(struct raft *r, struct raft_msg *m, const struct raft_entry *ents,
 	if (!r->rd_out)
 		(void)outbox_grow(&r->handed, o->cap, o->cap_ents);
 	m->from = r->id;
-	if (m->term == 0)
+	/* PROP and READ_INDEX go with term 0 (raft_step's term_free). */
+	if (m->term == 0 && m->type != RAFT_MSG_PROP &&
+	    m->type != RAFT_MSG_READ_INDEX)
 		m->term = r->term;
 	m->entries = NULL;
 	m->n_entries = n;
 	o->msgs[o->n] = *m;
 	o->off[o->n] = o->n_ents;
 	o->seq[o->n] = r->tv_seq;
+	o->own[o->n] = own;
 	o->n++;
 	if (n)
 		memcpy(o->ents + o->n_ents, ents, n * sizeof(*ents));
@@ -111,7 +136,7 @@ void raft_outbox_drop_range(struct raft_outbox *o, uint64_t lo, uint64_t hi)
 	uint64_t a, b;
 
 	for (i = 0; i < o->n; i++) {
-		if (o->msgs[i].n_entries) {
+		if (o->msgs[i].n_entries && o->msgs[i].type == RAFT_MSG_APP) {
 			a = o->ents[o->off[i]].index;
 			b = a + o->msgs[i].n_entries - 1;
 			if (a <= hi && b >= lo)
@@ -120,6 +145,7 @@ void raft_outbox_drop_range(struct raft_outbox *o, uint64_t lo, uint64_t hi)
 		o->msgs[k] = o->msgs[i];
 		o->off[k] = o->off[i];
 		o->seq[k] = o->seq[i];
+		o->own[k] = o->own[i];
 		k++;
 	}
 	o->n = k;
@@ -166,6 +192,8 @@ bool raft_has_ready(const struct raft *r)
 		return true;
 	if (raft_apply_limit(r) > r->log.applied)
 		return true;
+	if (r->n_rs)
+		return true;
 	return r->out.n && r->out.seq[0] <= r->tv_durable_seq;
 }
 
@@ -186,6 +214,34 @@ static void ready_slice(const struct raft *r, struct raft_entry *dst,
 	*p = dst;
 }
 
+/* The membership for a SNAP message, valid until raft_advance (built once
+ * per ready; on allocation failure the lists are left empty, and the
+ * server fills them anyway: see raft_msg.snap). */
+static void ready_snap_conf(struct raft *r, struct raft_snap_meta *snap)
+{
+	size_t nv = 0, nl = 0, i;
+
+	snap->voters = snap->learners = NULL;
+	snap->n_voters = snap->n_learners = 0;
+	if (!r->rd_conf) {
+		r->rd_conf = malloc((r->n_prs + 1) * sizeof(*r->rd_conf));
+		if (!r->rd_conf)
+			return;
+		for (i = 0; i < r->n_prs; i++)
+			if (!r->prs[i].learner)
+				r->rd_conf[nv++] = r->prs[i].id;
+		for (i = 0; i < r->n_prs; i++)
+			if (r->prs[i].learner)
+				r->rd_conf[nv + nl++] = r->prs[i].id;
+		r->rd_conf[r->n_prs] = nv; /* remember the split */
+	}
+	nv = r->rd_conf[r->n_prs];
+	snap->voters = r->rd_conf;
+	snap->n_voters = nv;
+	snap->learners = r->rd_conf + nv;
+	snap->n_learners = r->n_prs - nv;
+}
+
 /* Move the sendable prefix of the pending outbox into the handed one. */
 static void ready_msgs(struct raft *r, struct raft_ready *rd)
 {
@@ -201,6 +257,9 @@ static void ready_msgs(struct raft *r, struct raft_ready *rd)
 			break;
 		h->msgs[h->n] = o->msgs[k];
 		h->msgs[h->n].entries = n ? h->ents + h->n_ents : NULL;
+		h->own[h->n] = o->own[k];
+		if (o->msgs[k].type == RAFT_MSG_SNAP)
+			ready_snap_conf(r, &h->msgs[h->n].snap);
 		if (n)
 			memcpy(h->ents + h->n_ents, o->ents + o->off[k],
 			       n * sizeof(*h->ents));
@@ -224,8 +283,24 @@ static void ready_msgs(struct raft *r, struct raft_ready *rd)
 		o->msgs[i - k] = o->msgs[i];
 		o->off[i - k] = o->off[i] - n;
 		o->seq[i - k] = o->seq[i];
+		o->own[i - k] = o->own[i];
 	}
 	o->n -= k;
+}
+
+/* Swap the answered reads into the ready (no allocation). */
+static void ready_reads(struct raft *r, struct raft_ready *rd)
+{
+	struct raft_read_state *t = r->rs_handed;
+	size_t cap = r->cap_rs_handed;
+
+	r->rs_handed = r->rs;
+	r->cap_rs_handed = r->cap_rs;
+	rd->read_states = r->n_rs ? r->rs_handed : NULL;
+	rd->n_read_states = r->n_rs;
+	r->rs = t;
+	r->cap_rs = cap;
+	r->n_rs = 0;
 }
 
 void raft_ready(struct raft *r, struct raft_ready *rd)
@@ -259,6 +334,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
 	r->rd_applying = r->log.applied + rd->n_committed;
 	r->log.applying = r->rd_applying;
 	ready_msgs(r, rd);
+	ready_reads(r, rd);
 
 	rd->leader = r->prev_leader = r->leader;
 	rd->role = r->prev_role = r->role;
@@ -280,6 +356,9 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
 	if (r->rd_applying > r->log.applied)
 		r->log.applied = r->rd_applying;
 	r->log.applying = r->log.applied;
+	outbox_free_owned(&r->handed); /* forwarded proposals' data */
+	free(r->rd_conf);
+	r->rd_conf = NULL;
 	r->handed.n = 0;
 	r->handed.n_ents = 0;
 	r->rd_ents_last = 0;

@@ -6,6 +6,16 @@ and watch.
 
 Run by test_lease.sh as: /usr/bin/python3 lease_tests.py PORT
 Prints one line per test, "PASS lease.name" or "FAIL lease.name: reason".
+
+On a cluster (issue 5): /usr/bin/python3 lease_tests.py --cluster P1,P2,..
+[TEST...] with the client ports of every member runs the cluster_* tests
+("PASS lease.cluster_name"): leases used from a follower, whose KeepAlive
+and TimeToLive are forwarded to the leader (only the leader's lessor
+knows expiries), Grant/Revoke through raft, Leases answered locally. A
+follower with no leader answers both "etcdserver: no leader" (UNAVAILABLE)
+after 5 s + 2 election timeouts (etcd's request timeout; 7 s by
+default), one whose leader does not answer "etcdserver: request timed
+out": not tested here (checked by hand against etcd 3.4).
 Checked against etcd 3.4 (default --heartbeat-interval/--election-timeout,
 so the minimum TTL is 2 s). Every wait is bounded.
 """
@@ -19,9 +29,9 @@ import etcd3.etcdrpc as rpc
 import etcd3.exceptions
 import grpc
 
-from etcdtest import TIMEOUT, Fail, collector, eq, rpc_error, run
+from etcdtest import TIMEOUT, Fail, _reason, collector, eq, rpc_error, run
 
-PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 2379
+PORT = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 2379
 C = None
 TESTS = []
 test = collector(TESTS)
@@ -191,12 +201,142 @@ def lock_holder_expires():
         raise Fail("lock taken after %.1f s, before the TTL" % waited)
 
 
+# ---- on a cluster --------------------------------------------------------
+
+CLUSTER_TESTS = []
+cluster_test = collector(CLUSTER_TESTS)
+LEADER = None     # client of the leader
+FOLLOWER = None   # client of a follower
+MEMBERS = []      # clients of every member
+
+
+def until(fn, secs, what):
+    """Poll fn() until true, at most secs seconds."""
+    end = time.time() + secs
+    while time.time() < end:
+        if fn():
+            return
+        time.sleep(0.1)
+    raise Fail("%s: not within %d s" % (what, secs))
+
+
+def has_key(client, key):
+    """Does this member's own state hold key? (serializable: local)"""
+    return client.get(key, serializable=True)[0] is not None
+
+
+@cluster_test
+def cluster_ttl_on_follower():
+    """TimeToLive on a follower is the leader's answer: the time left,
+    not the full TTL a follower's lessor would say, and the keys."""
+    lid = LEADER.leasestub.LeaseGrant(
+        rpc.LeaseGrantRequest(TTL=30), TIMEOUT).ID
+    LEADER.put("c-ttl/k", "v", lease=lid)
+    time.sleep(2.2)
+    r = FOLLOWER.leasestub.LeaseTimeToLive(
+        rpc.LeaseTimeToLiveRequest(ID=lid, keys=True), TIMEOUT)
+    eq(r.grantedTTL, 30, "granted TTL")
+    if not 20 <= r.TTL <= 28:
+        raise Fail("follower says %d s left, want the leader's ~27" % r.TTL)
+    eq(list(r.keys), [b"c-ttl/k"], "attached keys")
+    r = FOLLOWER.leasestub.LeaseTimeToLive(
+        rpc.LeaseTimeToLiveRequest(ID=9191), TIMEOUT)
+    eq(r.TTL, -1, "TTL of an unknown lease")
+    LEADER.leasestub.LeaseRevoke(rpc.LeaseRevokeRequest(ID=lid), TIMEOUT)
+
+
+@cluster_test
+def cluster_keepalive_on_follower():
+    """Renewals sent to a follower keep a lease alive past its TTL (the
+    leader's lessor renews them); once they stop, the leader expires it and
+    its key goes on every member."""
+    lid = LEADER.leasestub.LeaseGrant(
+        rpc.LeaseGrantRequest(TTL=3), TIMEOUT).ID
+    LEADER.put("c-ka/k", "v", lease=lid)
+    ttls = []
+
+    def reqs():
+        for _ in range(6):
+            yield rpc.LeaseKeepAliveRequest(ID=lid)
+            time.sleep(1)
+        yield rpc.LeaseKeepAliveRequest(ID=7171)
+    for r in FOLLOWER.leasestub.LeaseKeepAlive(reqs(), TIMEOUT + 10):
+        ttls.append((r.ID, r.TTL))
+    eq(ttls, [(lid, 3)] * 6 + [(7171, 0)], "keep-alive answers")
+    if not has_key(LEADER, "c-ka/k"):
+        raise Fail("key gone while kept alive through a follower")
+    start = time.time()
+    until(lambda: not has_key(FOLLOWER, "c-ka/k"), 12, "expiry on follower")
+    until(lambda: not has_key(LEADER, "c-ka/k"), 3, "expiry on leader")
+    if time.time() - start < 1:
+        raise Fail("expired %.1f s after the last renewal" %
+                   (time.time() - start))
+
+
+@cluster_test
+def cluster_grant_revoke_on_follower():
+    """Grant and Revoke from a follower go through raft: every member's
+    Leases lists it, and the revoke deletes its keys everywhere."""
+    lid = FOLLOWER.leasestub.LeaseGrant(
+        rpc.LeaseGrantRequest(TTL=60, ID=0x5eed), TIMEOUT).ID
+    eq(lid, 0x5eed, "granted ID")
+    FOLLOWER.put("c-gr/k", "v", lease=lid)
+    for m in MEMBERS:
+        until(lambda m=m: lid in [x.ID for x in m.leasestub.LeaseLeases(
+            rpc.LeaseLeasesRequest(), TIMEOUT).leases], 5, "Leases lists it")
+        until(lambda m=m: has_key(m, "c-gr/k"), 5, "key replicated")
+    FOLLOWER.leasestub.LeaseRevoke(rpc.LeaseRevokeRequest(ID=lid), TIMEOUT)
+    for m in MEMBERS:
+        until(lambda m=m: not has_key(m, "c-gr/k"), 5, "key revoked")
+    rpc_error(lambda: FOLLOWER.leasestub.LeaseRevoke(
+        rpc.LeaseRevokeRequest(ID=lid), TIMEOUT),
+        grpc.StatusCode.NOT_FOUND, "etcdserver: requested lease not found",
+        "second revoke")
+
+
+def cluster_main(ports, only):
+    global LEADER, FOLLOWER, MEMBERS
+    MEMBERS = [etcd3.client(host="127.0.0.1", port=p, timeout=TIMEOUT)
+               for p in ports]
+    for m in MEMBERS:
+        st = m.maintenancestub.Status(rpc.StatusRequest(), TIMEOUT)
+        if st.leader == st.header.member_id:
+            LEADER = m
+        elif FOLLOWER is None:
+            FOLLOWER = m
+    if LEADER is None or FOLLOWER is None:
+        print("FAIL lease.cluster_setup: no leader or no follower among %r"
+              % (ports,), flush=True)
+        return 1
+    failed = 0
+    for fn in CLUSTER_TESTS:
+        if only and fn.__name__ not in only:
+            continue
+        try:
+            fn()
+            print("PASS lease." + fn.__name__, flush=True)
+        except Fail as e:
+            failed += 1
+            print("FAIL lease.%s: %s" % (fn.__name__, str(e)[:300]),
+                  flush=True)
+        except Exception as e:  # noqa: B902 - any error fails the test
+            failed += 1
+            msg = _reason(e, __file__).replace("\n", " ")[:300]
+            print("FAIL lease.%s: %s" % (fn.__name__, msg), flush=True)
+    for m in MEMBERS:
+        m.close()
+    return 1 if failed else 0
+
+
 def set_client(client):
     global C
     C = client
 
 
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--cluster":
+        return cluster_main([int(p) for p in sys.argv[2].split(",")],
+                            sys.argv[3:])
     return run("lease.py_", TESTS, set_client, __file__)
 
 

@@ -1007,6 +1007,63 @@ START_TEST(test_help)
 }
 END_TEST
 
+/* etcd's cluster flags keep etcd's meaning; --experimental-test-faults is
+ * cairn's, off by default, and --help says it is for tests only. */
+START_TEST(test_cluster_flags)
+{
+	char *env[] = {"ETCD_EXPERIMENTAL_TEST_FAULTS=true", NULL};
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	struct config c;
+
+	ck_assert_int_eq(PARSE(&c, "--name", "m2", "--initial-cluster",
+			       "m1=http://127.0.0.1:2380,m2=http://127.0.0.1:"
+			       "2381",
+			       "--initial-advertise-peer-urls",
+			       "http://127.0.0.1:2381", "--listen-peer-urls",
+			       "http://127.0.0.1:2381", "--initial-cluster-state",
+			       "existing", "--initial-cluster-token", "tok",
+			       "--heartbeat-interval", "50",
+			       "--election-timeout", "500", "--snapshot-count",
+			       "1000"),
+			 0);
+	ck_assert(!c.test_faults);
+	ck_assert_str_eq(c.initial_cluster_state, "existing");
+	ck_assert_str_eq(c.initial_cluster_token, "tok");
+	ck_assert_uint_eq(c.heartbeat_ms, 50);
+	ck_assert_uint_eq(c.election_ms, 500);
+	ck_assert_uint_eq(c.snapshot_count, 1000);
+	ck_assert_int_eq(config_validate(&c, errbuf, sizeof(errbuf)), 0);
+	ck_assert_uint_eq(c.n_initial_peers, 2);
+	ck_assert_str_eq(c.initial_peers[1].name, "m2");
+	url_eq(&c.initial_peers[1].url, "http", "127.0.0.1", 2381);
+	ck_assert_int_eq(config_verify_bootstrap(&c, true, errbuf,
+						 sizeof(errbuf)),
+			 0);
+	config_free(&c);
+	PARSE_ERR(-EINVAL,
+		  "invalid value \"maybe\" for flag --initial-cluster-state: "
+		  "must be one of new, existing",
+		  "--initial-cluster-state", "maybe");
+
+	ck_assert_int_eq(PARSE(&c, "--experimental-test-faults"), 0);
+	ck_assert(c.test_faults);
+	config_free(&c);
+	ck_assert_int_eq(parse_env(&c, env, NULL), 0);
+	ck_assert(c.test_faults);
+	config_free(&c);
+
+	f = open_memstream(&text, &len);
+	ck_assert_ptr_nonnull(f);
+	config_print_help(f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_ptr_nonnull(strstr(text, "  --experimental-test-faults "
+					   "'false'\n    TEST ONLY"));
+	free(text);
+}
+END_TEST
+
 START_TEST(test_url_format)
 {
 	struct config_url u = {"https", "::1", 2379};
@@ -1044,6 +1101,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, test_yaml_errors);
 	tcase_add_test(tc, test_help);
 	tcase_add_test(tc, test_url_format);
+	tcase_add_test(tc, test_cluster_flags);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -14,12 +14,12 @@
 #include "core/apply.h"
 #include "core/errors.h"
 #include "core/lease.h"
-#include "tests/unit/tmpdir.h"
-#include "core/server.h"
 #include "core/mvcc/mvcc.h"
+#include "core/server.h"
 #include "engines/engine.h"
 #include "net/proto/pbutil.h"
 #include "net/proto/rpc.pb.h"
+#include "tests/unit/tmpdir.h"
 
 #define K(s) (const uint8_t *)(s), strlen(s)
 
@@ -104,9 +104,9 @@ static int apply_msg(enum server_req kind, const pb_msgdesc_t *d,
 	uint64_t id = 0;
 
 	ck_assert_int_eq(pbu_encode_alloc(d, msg, &req, &rlen), 0);
-	ck_assert_int_eq(pbu_wrap_internal(7, (uint32_t)kind, req, rlen, &ent,
-					   &elen),
-			 0);
+	ck_assert_int_eq(
+		pbu_wrap_internal(7, (uint32_t)kind, req, rlen, &ent, &elen),
+		0);
 	apply_entry(&actx, ent, elen, true, &id, out);
 	ck_assert_uint_eq(id, 7);
 	ck_assert_int_eq(lessor_check(ls), 0);
@@ -124,9 +124,10 @@ static int do_grant(int64_t id, int64_t ttl, int64_t *granted)
 			    &etcdserverpb_LeaseGrantRequest_msg, &r, &out);
 
 	if (err == 0) {
-		ck_assert_int_eq(pbu_decode(&etcdserverpb_LeaseGrantResponse_msg,
-					    &resp, out.buf, out.len),
-				 0);
+		ck_assert_int_eq(
+			pbu_decode(&etcdserverpb_LeaseGrantResponse_msg, &resp,
+				   out.buf, out.len),
+			0);
 		ck_assert_int_eq(resp.ID, id);
 		if (granted)
 			*granted = resp.TTL;
@@ -308,7 +309,8 @@ static int collect(void *arg, const uint8_t *key, size_t len)
 START_TEST(test_attach_move_detach)
 {
 	struct apply_out out;
-	etcdserverpb_DeleteRangeRequest d = etcdserverpb_DeleteRangeRequest_init_zero;
+	etcdserverpb_DeleteRangeRequest d =
+		etcdserverpb_DeleteRangeRequest_init_zero;
 	char buf[256] = "";
 
 	ck_assert_int_eq(do_grant(1, 60, NULL), 0);
@@ -421,6 +423,78 @@ START_TEST(test_restart_restore)
 }
 END_TEST
 
+/* Point the apply path and the change stream at lessor l. */
+static void use_lessor(struct lessor *l)
+{
+	mvcc_set_observer(m, lessor_on_change, l);
+	actx.lease_exists = lessor_exists;
+	actx.lease_arg = l;
+	actx.ext = lessor_apply;
+	actx.ext_arg = l;
+}
+
+/* After a snapshot from the leader the state machine changed under the
+ * lessor (issue 5): lessor_reload makes it the bucket's and MVCC's again,
+ * keeping a primary primary with expiries started afresh. */
+START_TEST(test_reload_after_snapshot)
+{
+	struct lessor_config lcfg = {.min_ttl = 2, .now_ms = clock_fn};
+	struct lessor *other;
+	struct lease_info info;
+	int64_t ids[4];
+
+	lessor_promote(ls, 0);
+	ck_assert_int_eq(do_grant(1, 30, NULL), 0);
+	ck_assert_int_eq(do_grant(2, 100, NULL), 0);
+	ck_assert_int_eq(do_put("x", "1", 1), 0);
+	ck_assert_int_eq(do_put("y", "1", 2), 0);
+	ck_assert_int_eq(mvcc_commit(m, false), 0);
+	/* another lessor over the same data plays "the leader's history":
+	 * ls sees none of it */
+	ck_assert_int_eq(lessor_open(&lcfg, m, &eh, &other), 0);
+	use_lessor(other);
+	ck_assert_int_eq(do_revoke(1), 0);
+	ck_assert_int_eq(do_grant(3, 100, NULL), 0);
+	ck_assert_int_eq(do_put("z", "1", 3), 0);
+	ck_assert_int_eq(do_put("y", "2", 3), 0); /* moved from 2 to 3 */
+	ck_assert_int_eq(do_checkpoint(2, 50), 0);
+	ck_assert_int_eq(mvcc_commit(m, false), 0);
+	lessor_close(other);
+	use_lessor(ls);
+	ck_assert_int_eq(lessor_lookup(ls, 1, &info), 0); /* stale */
+
+	fake_now += 10000;
+	ck_assert_int_eq(lessor_reload(ls, m, &eh), 0);
+	ck_assert_int_eq(lessor_check(ls), 0);
+	ck_assert(lessor_is_primary(ls));
+	ck_assert_uint_eq(lessor_count(ls), 2);
+	ck_assert_int_eq(lessor_lookup(ls, 1, &info), CAIRN_ELEASE_NOT_FOUND);
+	ck_assert_int_eq(lessor_lookup(ls, 2, &info), 0);
+	ck_assert_uint_eq(info.n_keys, 0);
+	ck_assert_int_eq(info.remaining, 50); /* its checkpoint */
+	ck_assert_int_eq(lessor_lookup(ls, 3, &info), 0);
+	ck_assert_uint_eq(info.n_keys, 2);
+	ck_assert_int_eq(info.remaining, 100);
+	ck_assert_int_eq(get_lease_of("y"), 3);
+	/* expiry runs from the reload: lease 2 at +50 s, 3 at +100 s */
+	fake_now += 51000;
+	ck_assert_uint_eq(lessor_expired(ls, ids, 4), 1);
+	ck_assert_int_eq(ids[0], 2);
+	/* the reloaded attachments drive a revoke */
+	ck_assert_int_eq(do_revoke(3), 0);
+	ck_assert_int_eq(get_lease_of("z"), -1);
+	ck_assert_int_eq(get_lease_of("y"), -1);
+
+	/* a non-primary stays one: nothing ever expires */
+	lessor_demote(ls);
+	ck_assert_int_eq(lessor_reload(ls, m, &eh), 0);
+	ck_assert(!lessor_is_primary(ls));
+	fake_now += 3600 * 1000;
+	ck_assert_uint_eq(lessor_expired(ls, ids, 4), 0);
+	ck_assert_int_eq(lessor_check(ls), 0);
+}
+END_TEST
+
 START_TEST(test_checkpoints)
 {
 	etcdserverpb_LeaseCheckpoint cps[4];
@@ -503,6 +577,7 @@ Suite *lease_suite(void)
 	tcase_add_test(tc, test_revoke_one_revision);
 	tcase_add_test(tc, test_restart_restore);
 	tcase_add_test(tc, test_checkpoints);
+	tcase_add_test(tc, test_reload_after_snapshot);
 	tcase_add_test(tc, test_many_leases_heap);
 	suite_add_tcase(s, tc);
 	return s;

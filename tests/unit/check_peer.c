@@ -18,6 +18,7 @@
 
 #include "core/util/crc32c.h"
 #include "net/peer.h"
+#include "net/peer_codec.h"
 #include "tests/unit/suites.h"
 
 #define PT_CLUSTER 0xc1a55e5ULL
@@ -34,6 +35,7 @@ struct pt_node {
 	bool snap_in_flight;
 	char snap_path[256];
 	struct peer_snap_meta snap_meta;
+	uint64_t snap_ids[8]; /* voters then learners */
 	uint64_t snap_from;
 	int snaps;
 };
@@ -279,6 +281,12 @@ static void pt_assert_msg_eq(const struct raft_msg *a, const struct raft_msg *b,
 	ck_assert_uint_eq(a->commit, b->commit);
 	ck_assert_int_eq(a->reject, b->reject);
 	ck_assert_uint_eq(a->reject_hint, b->reject_hint);
+	ck_assert_uint_eq(a->ctx, b->ctx);
+	ck_assert_int_eq(a->transfer, b->transfer);
+	ck_assert_uint_eq(a->snap.index, b->snap.index);
+	ck_assert_uint_eq(a->snap.term, b->snap.term);
+	ck_assert_uint_eq(a->snap.n_voters, b->snap.n_voters);
+	ck_assert_uint_eq(a->snap.n_learners, b->snap.n_learners);
 	ck_assert_uint_eq(a->n_entries, b->n_entries);
 	for (size_t i = 0; i < a->n_entries; i++) {
 		const struct raft_entry *x = &a->entries[i],
@@ -300,16 +308,26 @@ static void pt_assert_msg_eq(const struct raft_msg *a, const struct raft_msg *b,
 START_TEST(test_exchange_all_types)
 {
 	static const enum raft_msg_type types[] = {
-		RAFT_MSG_APP,	    RAFT_MSG_APP_RESP,
-		RAFT_MSG_VOTE,	    RAFT_MSG_VOTE_RESP,
-		RAFT_MSG_PRE_VOTE,  RAFT_MSG_PRE_VOTE_RESP,
-		RAFT_MSG_HEARTBEAT, RAFT_MSG_HEARTBEAT_RESP,
+		RAFT_MSG_APP,
+		RAFT_MSG_APP_RESP,
+		RAFT_MSG_VOTE,
+		RAFT_MSG_VOTE_RESP,
+		RAFT_MSG_PRE_VOTE,
+		RAFT_MSG_PRE_VOTE_RESP,
+		RAFT_MSG_HEARTBEAT,
+		RAFT_MSG_HEARTBEAT_RESP,
+		RAFT_MSG_PROP,
+		RAFT_MSG_READ_INDEX,
+		RAFT_MSG_READ_INDEX_RESP,
+		RAFT_MSG_SNAP,
+		RAFT_MSG_TIMEOUT_NOW,
 	};
 	const size_t nt = sizeof(types) / sizeof(types[0]);
-	struct raft_msg sent[2][8];
+	struct raft_msg sent[2][13];
 	struct raft_entry ents[4];
 	size_t big = 1u << 20;
 	uint8_t *bigbuf = malloc(big), small[] = "hello raft";
+	static const uint64_t ids[] = {1, 2, 3, 4};
 
 	ck_assert_ptr_nonnull(bigbuf);
 	for (size_t i = 0; i < big; i++)
@@ -327,11 +345,22 @@ START_TEST(test_exchange_all_types)
 	for (size_t k = 0; k < nt; k++) {
 		sent[0][k] = pt_msg(types[k], 2, k);
 		sent[1][k] = pt_msg(types[k], 1, k + 100);
-		if (types[k] == RAFT_MSG_APP) {
+		if (types[k] == RAFT_MSG_APP || types[k] == RAFT_MSG_PROP) {
 			sent[0][k].entries = sent[1][k].entries = ents;
 			sent[0][k].n_entries = sent[1][k].n_entries = 4;
 			sent[1][k].n_entries = 3;
 		}
+		if (types[k] == RAFT_MSG_READ_INDEX ||
+		    types[k] == RAFT_MSG_READ_INDEX_RESP ||
+		    types[k] == RAFT_MSG_HEARTBEAT)
+			sent[0][k].ctx = sent[1][k].ctx =
+				0x1122334455667788ULL + k;
+		if (types[k] == RAFT_MSG_VOTE || types[k] == RAFT_MSG_PRE_VOTE)
+			sent[1][k].transfer = true;
+		if (types[k] == RAFT_MSG_SNAP)
+			sent[0][k].snap = sent[1][k].snap =
+				(struct raft_snap_meta){50, 4,	     ids,
+							3,  ids + 3, 1};
 		ck_assert_int_eq(peer_send(pt_nodes[0].t, &sent[0][k]), 0);
 		ck_assert_int_eq(peer_send(pt_nodes[2].t, &sent[1][k]), 0);
 	}
@@ -456,6 +485,30 @@ START_TEST(test_restart_reconnects)
 }
 END_TEST
 
+/* A member that comes back (dials us) is redialed at once, not after the
+ * backoff that grew while it was down. */
+START_TEST(test_reconnect_on_inbound)
+{
+	struct peer_config cfg = pt_cfg(1);
+	uint64_t ids[2] = {1, 2};
+	uint16_t port = pt_free_port();
+	uint64_t t0;
+
+	cfg.backoff_min_ms = 10;
+	cfg.backoff_max_ms = 10000;
+	pt_start_cfg(0, 0, &cfg);
+	ck_assert_int_eq(peer_add(pt_nodes[0].t, 2, "127.0.0.1", port), 0);
+	pt_run_for(1500); /* failed dials: the backoff is > 1 s now */
+	ck_assert(!pt_connected(ids));
+	pt_start(1, port);
+	t0 = pt_now_us();
+	ck_assert_int_eq(
+		peer_add(pt_nodes[1].t, 1, "127.0.0.1", pt_nodes[0].port), 0);
+	ck_assert(pt_run_until(pt_connected, ids, 3000));
+	ck_assert_uint_lt(pt_now_us() - t0, 500000);
+}
+END_TEST
+
 static bool pt_refused(void *arg)
 {
 	const uint64_t *ids = arg; /* node index, peer id */
@@ -565,6 +618,34 @@ static bool pt_raw_closed(void *arg)
 	while ((r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
 		;
 	return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+/* Has the server closed fd? Keeps what it sent for pt_raw_read. */
+static bool pt_raw_closed_keep(void *arg)
+{
+	struct pollfd p = {*(int *)arg, POLLRDHUP, 0};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
+}
+
+/* Read what fd holds until EOF (bounded by n). */
+static ssize_t pt_raw_read(int fd, uint8_t *buf, size_t n)
+{
+	size_t got = 0;
+	ssize_t r;
+
+	while (got < n && (r = recv(fd, buf + got, n - got, 0)) > 0)
+		got += (size_t)r;
+	return (ssize_t)got;
+}
+
+static uint64_t pt_get_be(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
 }
 
 static void pt_assert_still_works(void)
@@ -790,6 +871,14 @@ static void pt_on_snap(void *arg, uint64_t from,
 	n->snaps++;
 	n->snap_from = from;
 	n->snap_meta = *meta;
+	/* the arrays are the transport's: keep copies */
+	ck_assert_uint_le(meta->n_voters + meta->n_learners, 8);
+	memcpy(n->snap_ids, meta->voters ? meta->voters : n->snap_ids,
+	       meta->n_voters * sizeof(uint64_t));
+	memcpy(n->snap_ids + meta->n_voters,
+	       meta->learners ? meta->learners : n->snap_ids,
+	       meta->n_learners * sizeof(uint64_t));
+	n->snap_meta.voters = n->snap_meta.learners = NULL;
 	snprintf(n->snap_path, sizeof(n->snap_path), "%s", path);
 }
 
@@ -842,7 +931,15 @@ START_TEST(test_snapshot_with_heartbeats)
 {
 	const size_t size = 24u << 20;
 	struct peer_config cfg = pt_cfg(2);
-	struct peer_snap_meta meta = {7, 12345, size};
+	uint64_t voters[3] = {1, 2, 0xabcdef0123456789ULL}, learners[1] = {9};
+	struct peer_snap_meta meta = {.term = 7,
+				      .index = 12345,
+				      .size = size,
+				      .raft_term = 8,
+				      .voters = voters,
+				      .n_voters = 3,
+				      .learners = learners,
+				      .n_learners = 1};
 	char src[128];
 	uint8_t *buf = malloc(1u << 20);
 	struct timeval tv = {0, 2000};
@@ -889,6 +986,7 @@ START_TEST(test_snapshot_with_heartbeats)
 	ck_assert_int_eq(peer_snapshot_send_fd(pt_nodes[0].t, 2, &meta, fd,
 					       pt_snap_done, NULL),
 			 -EBUSY);
+	voters[0] = learners[0] = 0; /* copied by the send */
 	ck_assert(pt_run_until(pt_snap_over, NULL, 20000));
 	t1 = pt_now_us();
 	pt_run_for(20);
@@ -901,6 +999,14 @@ START_TEST(test_snapshot_with_heartbeats)
 	ck_assert_uint_eq(pt_nodes[1].snap_from, 1);
 	ck_assert_uint_eq(pt_nodes[1].snap_meta.term, 7);
 	ck_assert_uint_eq(pt_nodes[1].snap_meta.index, 12345);
+	ck_assert_uint_eq(pt_nodes[1].snap_meta.size, size);
+	ck_assert_uint_eq(pt_nodes[1].snap_meta.raft_term, 8);
+	ck_assert_uint_eq(pt_nodes[1].snap_meta.n_voters, 3);
+	ck_assert_uint_eq(pt_nodes[1].snap_meta.n_learners, 1);
+	ck_assert_uint_eq(pt_nodes[1].snap_ids[0], 1);
+	ck_assert_uint_eq(pt_nodes[1].snap_ids[1], 2);
+	ck_assert_uint_eq(pt_nodes[1].snap_ids[2], 0xabcdef0123456789ULL);
+	ck_assert_uint_eq(pt_nodes[1].snap_ids[3], 9);
 	ck_assert_uint_eq(pt_file_crc(pt_nodes[1].snap_path, &got_size),
 			  want_crc);
 	ck_assert_int_eq(got_size, (off_t)size);
@@ -926,7 +1032,7 @@ END_TEST
  * with done called once with an error, and leave no file behind. */
 START_TEST(test_snapshot_refused)
 {
-	struct peer_snap_meta meta = {1, 1, 0};
+	struct peer_snap_meta meta = {.term = 1, .index = 1};
 	int fds[2];
 
 	pt_start(0, 0);
@@ -934,6 +1040,23 @@ START_TEST(test_snapshot_refused)
 	pt_mesh(2);
 	ck_assert_int_eq(pipe(fds), 0);
 	close(fds[1]); /* an empty snapshot */
+	{
+		struct peer_snap_meta bad = meta;
+		static uint64_t many[PEER_MAX_CONF_IDS + 1];
+
+		bad.voters = many;
+		bad.n_voters = PEER_MAX_CONF_IDS + 1;
+		ck_assert_int_eq(peer_snapshot_send_fd(pt_nodes[0].t, 2, &bad,
+						       fds[0], pt_snap_done,
+						       NULL),
+				 -EINVAL);
+		bad.n_voters = 0;
+		bad.n_learners = 2; /* learners NULL */
+		ck_assert_int_eq(peer_snapshot_send_fd(pt_nodes[0].t, 2, &bad,
+						       fds[0], pt_snap_done,
+						       NULL),
+				 -EINVAL);
+	}
 	pt_done_calls = 0;
 	ck_assert_int_eq(peer_snapshot_send_fd(pt_nodes[0].t, 2, &meta, fds[0],
 					       pt_snap_done, NULL),
@@ -990,9 +1113,9 @@ static bool pt_dir_empty(void *arg)
 START_TEST(test_snapshot_failures)
 {
 	struct peer_config cfg = pt_cfg(2);
-	struct peer_snap_meta meta = {3, 30, 0};
+	struct peer_snap_meta meta = {.term = 3, .index = 30};
 	struct peer_transport_stats ts;
-	uint8_t f[64];
+	uint8_t f[80];
 	int fd;
 
 	snprintf(pt_dir, sizeof(pt_dir), "/tmp/check_peer.XXXXXX");
@@ -1017,25 +1140,560 @@ START_TEST(test_snapshot_failures)
 	/* Raw: hello (snapshot stream), BEGIN, 3 bytes, END with a bad crc. */
 	fd = pt_raw_connect(pt_nodes[1].port);
 	pt_raw_hello(fd, PT_CLUSTER, 1, 2, 1);
-	pt_put_be(f, 25, 4);
+	pt_put_be(f, 41, 4);
 	f[4] = 4;
-	memset(f + 5, 0, 24);
-	pt_put_be(f + 29, 4, 4);
-	f[33] = 5;
-	memcpy(f + 34, "abc", 3);
-	pt_put_be(f + 37, 13, 4);
-	f[41] = 6;
-	pt_put_be(f + 42, 3, 8);
-	pt_put_be(f + 50, 0xdeadbeef, 4);
-	ck_assert_int_eq(write(fd, f, 54), 54);
+	memset(f + 5, 0, 40);
+	pt_put_be(f + 45, 4, 4);
+	f[49] = 5;
+	memcpy(f + 50, "abc", 3);
+	pt_put_be(f + 53, 13, 4);
+	f[57] = 6;
+	pt_put_be(f + 58, 3, 8);
+	pt_put_be(f + 66, 0xdeadbeef, 4);
+	ck_assert_int_eq(write(fd, f, 70), 70);
 	ck_assert(pt_run_until(pt_raw_closed, &fd, 3000));
 	close(fd);
 	peer_transport_stats(pt_nodes[1].t, &ts);
 	ck_assert_uint_eq(ts.bad_frames, 1);
 	ck_assert_uint_eq(ts.snaps_received, 0);
+	/* Raw BEGINs with too many voters, and with a count that does not
+	 * match the length: both malformed. */
+	for (int k = 0; k < 2; k++) {
+		size_t nv = k ? 3 : PEER_MAX_CONF_IDS + 1, len = 41 + 8 * nv;
+		uint8_t *b = calloc(1, 4 + len);
+
+		ck_assert_ptr_nonnull(b);
+		pt_put_be(b, k ? len - 8 : len, 4);
+		b[4] = 4;
+		pt_put_be(b + 5 + 32, nv, 4);
+		fd = pt_raw_connect(pt_nodes[1].port);
+		pt_raw_hello(fd, PT_CLUSTER, 1, 2, 1);
+		ck_assert_int_eq(write(fd, b, 4 + len - (k ? 8 : 0)),
+				 (ssize_t)(4 + len - (k ? 8 : 0)));
+		ck_assert(pt_run_until(pt_raw_closed, &fd, 3000));
+		close(fd);
+		free(b);
+	}
+	peer_transport_stats(pt_nodes[1].t, &ts);
+	ck_assert_uint_eq(ts.bad_frames, 3);
+	ck_assert_uint_eq(ts.snaps_received, 0);
 	ck_assert(pt_run_until(pt_dir_empty, NULL, 3000));
 	ck_assert_int_eq(pt_nodes[1].snaps, 0);
 	ck_assert_int_eq(rmdir(pt_dir), 0);
+}
+END_TEST
+
+/* ---- the codec alone (net/peer_codec.h) -------------------------------- */
+
+static struct peer_codec *pc_new(size_t max_entries)
+{
+	struct peer_codec *c = calloc(1, sizeof(*c));
+
+	ck_assert_ptr_nonnull(c);
+	c->max_entries = max_entries;
+	return c;
+}
+
+static void pc_free(struct peer_codec *c)
+{
+	peer_codec_free(c);
+	free(c);
+}
+
+/* Encode m from `from`, decode it into *out (valid while buf and c are). */
+static int pc_roundtrip(struct peer_codec *c, const struct raft_msg *m,
+			uint64_t from, uint8_t **buf, struct raft_msg *out)
+{
+	size_t size;
+
+	ck_assert_int_eq(peer_codec_size(m, from, &size), 0);
+	*buf = malloc(size ? size : 1);
+	ck_assert_ptr_nonnull(*buf);
+	ck_assert_int_eq(peer_codec_encode(m, from, *buf, size), 0);
+	return peer_codec_decode(c, *buf, size, out);
+}
+
+/* PROP (entries, term 0), READ_INDEX / READ_INDEX_RESP / HEARTBEAT(_RESP)
+ * with a ctx, VOTE / PRE_VOTE with transfer, TIMEOUT_NOW, and SNAP with
+ * its metadata: every field survives. */
+START_TEST(test_codec_new_types)
+{
+	struct peer_codec *c = pc_new(16);
+	uint8_t data[] = "forwarded";
+	struct raft_entry ents[2] = {
+		{0, 0, RAFT_ENTRY_NORMAL, data, sizeof(data)},
+		{0, 0, RAFT_ENTRY_CONF_CHANGE, data, 3},
+	};
+	static const uint64_t voters[] = {1, 2, 0xfedcba9876543210ULL};
+	static const uint64_t learners[] = {77};
+	struct {
+		enum raft_msg_type type;
+		uint64_t ctx;
+		bool transfer;
+	} cases[] = {
+		{RAFT_MSG_PROP, 0, false},
+		{RAFT_MSG_READ_INDEX, 0x0102030405060708ULL, false},
+		{RAFT_MSG_READ_INDEX_RESP, UINT64_MAX, false},
+		{RAFT_MSG_HEARTBEAT, 1, false},
+		{RAFT_MSG_HEARTBEAT_RESP, 0x8000000000000000ULL, false},
+		{RAFT_MSG_VOTE, 0, true},
+		{RAFT_MSG_PRE_VOTE, 0, true},
+		{RAFT_MSG_VOTE, 0, false},
+		{RAFT_MSG_TIMEOUT_NOW, 0, false},
+		{RAFT_MSG_SNAP, 0, false},
+	};
+
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct raft_msg m = pt_msg(cases[k].type, 2, k), d;
+		uint8_t *buf;
+
+		m.ctx = cases[k].ctx;
+		m.transfer = cases[k].transfer;
+		if (m.type == RAFT_MSG_PROP) {
+			m.term = 0;
+			m.entries = ents;
+			m.n_entries = 2;
+		}
+		if (m.type == RAFT_MSG_SNAP) {
+			m.snap = (struct raft_snap_meta){1000, 9,	 voters,
+							 3,    learners, 1};
+		}
+		ck_assert_int_eq(pc_roundtrip(c, &m, 5, &buf, &d), 0);
+		pt_assert_msg_eq(&m, &d, 5);
+		ck_assert_uint_eq(d.ctx, m.ctx);
+		ck_assert_int_eq(d.transfer, m.transfer);
+		if (m.type == RAFT_MSG_SNAP) {
+			ck_assert_uint_eq(d.snap.index, 1000);
+			ck_assert_uint_eq(d.snap.term, 9);
+			ck_assert_uint_eq(d.snap.n_voters, 3);
+			ck_assert_uint_eq(d.snap.n_learners, 1);
+			for (int i = 0; i < 3; i++)
+				ck_assert_uint_eq(d.snap.voters[i], voters[i]);
+			ck_assert_uint_eq(d.snap.learners[0], 77);
+		} else {
+			ck_assert_uint_eq(d.snap.n_voters, 0);
+			ck_assert_ptr_null(d.snap.voters);
+		}
+		free(buf);
+	}
+	pc_free(c);
+}
+END_TEST
+
+/* Protobuf writer for hand-made inputs. */
+struct pc_buf {
+	uint8_t b[16384];
+	size_t n;
+};
+
+static void pc_varint(struct pc_buf *w, uint64_t v)
+{
+	do {
+		ck_assert_uint_lt(w->n, sizeof(w->b));
+		w->b[w->n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+}
+
+static void pc_bytes(struct pc_buf *w, unsigned field, const uint8_t *p,
+		     size_t n)
+{
+	pc_varint(w, field << 3 | 2);
+	pc_varint(w, n);
+	ck_assert_uint_le(w->n + n, sizeof(w->b));
+	memcpy(w->b + w->n, p, n);
+	w->n += n;
+}
+
+/* A MsgSnap whose ConfState holds n voters, packed or not. */
+static void pc_snap_msg(struct pc_buf *w, size_t n, bool packed)
+{
+	struct pc_buf cs = {.n = 0}, md = {.n = 0}, sn = {.n = 0},
+		      ids = {.n = 0};
+
+	for (size_t i = 0; i < n; i++) {
+		if (!packed)
+			pc_varint(&cs, 1 << 3 | 0);
+		pc_varint(packed ? &ids : &cs, i + 1);
+	}
+	if (packed)
+		pc_bytes(&cs, 1, ids.b, ids.n);
+	pc_bytes(&md, 1, cs.b, cs.n);
+	pc_varint(&md, 2 << 3 | 0);
+	pc_varint(&md, 42);
+	pc_bytes(&sn, 2, md.b, md.n);
+	w->n = 0;
+	pc_varint(w, 1 << 3 | 0);
+	pc_varint(w, 7); /* MsgSnap */
+	pc_varint(w, 2 << 3 | 0);
+	pc_varint(w, 1); /* to */
+	pc_bytes(w, 9, sn.b, sn.n);
+}
+
+/* Every decoded count is bounded; odd contexts and unknown types are
+ * handled as documented. */
+START_TEST(test_codec_bounds)
+{
+	struct peer_codec *c = pc_new(2);
+	struct pc_buf *w = calloc(1, sizeof(*w));
+	struct raft_msg m = pt_msg(RAFT_MSG_APP, 2, 1), d;
+	struct raft_entry ents[3];
+	uint64_t many[PEER_MAX_CONF_IDS + 1] = {0};
+	uint8_t big[65], *buf;
+	size_t size;
+
+	ck_assert_ptr_nonnull(w);
+	/* entries past max_entries */
+	memset(ents, 0, sizeof(ents));
+	m.entries = ents;
+	m.n_entries = 3;
+	ck_assert_int_eq(pc_roundtrip(c, &m, 1, &buf, &d), -EPROTO);
+	free(buf);
+	m.n_entries = 2;
+	ck_assert_int_eq(pc_roundtrip(c, &m, 1, &buf, &d), 0);
+	ck_assert_uint_eq(d.n_entries, 2);
+	free(buf);
+	/* the encoder refuses what a decoder would refuse */
+	m = pt_msg(RAFT_MSG_SNAP, 2, 1);
+	m.snap.voters = many;
+	m.snap.n_voters = PEER_MAX_CONF_IDS + 1;
+	ck_assert_int_eq(peer_codec_size(&m, 1, &size), -EINVAL);
+	m.snap.n_voters = 1;
+	m.snap.learners = NULL;
+	m.snap.n_learners = 1;
+	ck_assert_int_eq(peer_codec_size(&m, 1, &size), -EINVAL);
+	m = pt_msg(RAFT_MSG_HEARTBEAT, 2, 1);
+	m.ctx = 5;
+	m.transfer = true;
+	ck_assert_int_eq(peer_codec_size(&m, 1, &size), -EINVAL);
+	/* hand-made: voters at the bound pass, one more fails, both ways */
+	for (int packed = 0; packed < 2; packed++) {
+		pc_snap_msg(w, PEER_MAX_CONF_IDS, packed);
+		ck_assert_int_eq(peer_codec_decode(c, w->b, w->n, &d), 0);
+		ck_assert_int_eq(d.type, RAFT_MSG_SNAP);
+		ck_assert_uint_eq(d.snap.index, 42);
+		ck_assert_uint_eq(d.snap.n_voters, PEER_MAX_CONF_IDS);
+		ck_assert_uint_eq(d.snap.voters[PEER_MAX_CONF_IDS - 1],
+				  PEER_MAX_CONF_IDS);
+		pc_snap_msg(w, PEER_MAX_CONF_IDS + 1, packed);
+		ck_assert_int_eq(peer_codec_decode(c, w->b, w->n, &d), -EPROTO);
+	}
+	/* context: 65 bytes is malformed, 5 bytes is ignored */
+	memset(big, 0xab, sizeof(big));
+	w->n = 0;
+	pc_varint(w, 1 << 3 | 0);
+	pc_varint(w, 8); /* MsgHeartbeat */
+	pc_bytes(w, 12, big, 5);
+	ck_assert_int_eq(peer_codec_decode(c, w->b, w->n, &d), 0);
+	ck_assert_int_eq(d.type, RAFT_MSG_HEARTBEAT);
+	ck_assert_uint_eq(d.ctx, 0);
+	ck_assert(!d.transfer);
+	pc_bytes(w, 12, big, 65);
+	ck_assert_int_eq(peer_codec_decode(c, w->b, w->n, &d), -EPROTO);
+	/* a type outside the table (MsgHup) */
+	w->n = 0;
+	pc_varint(w, 1 << 3 | 0);
+	pc_varint(w, 0);
+	ck_assert_int_eq(peer_codec_decode(c, w->b, w->n, &d), -ENOTSUP);
+	/* truncated input */
+	pc_snap_msg(w, 3, false);
+	ck_assert_int_eq(peer_codec_decode(c, w->b, w->n - 1, &d), -EPROTO);
+	free(w);
+	pc_free(c);
+}
+END_TEST
+
+/* ---- requests ----------------------------------------------------------- */
+
+struct pt_rep {
+	int calls, err;
+	char buf[64];
+	size_t len;
+};
+
+static struct peer_reply_ctx *pt_held[8]; /* answers owed by "hold" */
+static int pt_n_held;
+static uint64_t pt_req_from;
+
+static void pt_reply_cb(void *arg, int err, const void *resp, size_t len)
+{
+	struct pt_rep *r = arg;
+
+	r->calls++;
+	r->err = err;
+	r->len = len;
+	ck_assert_uint_le(len, sizeof(r->buf));
+	if (len)
+		memcpy(r->buf, resp, len);
+}
+
+/* "err": answers -EPERM; "hold": answers later (pt_held); else echoes
+ * with a "re:" prefix. */
+static void pt_req_handler(void *arg, uint64_t from, const void *req,
+			   size_t len, struct peer_reply_ctx *rc)
+{
+	char out[64];
+
+	(void)arg;
+	pt_req_from = from;
+	if (len == 3 && !memcmp(req, "err", 3)) {
+		peer_reply(rc, -EPERM, "ignored", 7);
+	} else if (len == 4 && !memcmp(req, "hold", 4)) {
+		ck_assert_int_lt(pt_n_held, 8);
+		pt_held[pt_n_held++] = rc;
+	} else {
+		ck_assert_uint_le(len, sizeof(out) - 3);
+		memcpy(out, "re:", 3);
+		memcpy(out + 3, req, len);
+		peer_reply(rc, 0, out, len + 3);
+	}
+}
+
+static bool pt_has_held(void *arg)
+{
+	(void)arg;
+	return pt_n_held > 0;
+}
+
+static bool pt_rep_done(void *arg)
+{
+	return ((struct pt_rep *)arg)->calls > 0;
+}
+
+static void pt_setup_reqs(void)
+{
+	pt_n_held = 0;
+	pt_req_from = 0;
+	pt_start(0, 0);
+	pt_start(1, 0);
+	pt_mesh(2);
+	peer_set_request_handler(pt_nodes[1].t, PEER_REQ_LEASE, pt_req_handler,
+				 NULL);
+	peer_set_request_handler(pt_nodes[1].t, PEER_REQ_JOIN, pt_req_handler,
+				 NULL);
+}
+
+/* An answer, an error, a late answer, a kind without a handler; the
+ * callback never runs inside peer_request. */
+START_TEST(test_request_reply)
+{
+	struct pt_rep a = {0}, b = {0}, c = {0}, d = {0};
+	struct peer_transport *t;
+
+	pt_setup_reqs();
+	t = pt_nodes[0].t;
+	ck_assert_int_eq(peer_request(t, 2, PEER_REQ_LEASE, "ping", 4, 3000,
+				      pt_reply_cb, &a),
+			 0);
+	ck_assert_int_eq(peer_request(t, 2, PEER_REQ_LEASE, "err", 3, 3000,
+				      pt_reply_cb, &b),
+			 0);
+	ck_assert_int_eq(peer_request(t, 2, PEER_REQ_LEASE, "hold", 4, 3000,
+				      pt_reply_cb, &c),
+			 0);
+	ck_assert_int_eq(peer_request(t, 2, PEER_REQ_PROMOTE, "x", 1, 3000,
+				      pt_reply_cb, &d),
+			 0);
+	ck_assert_int_eq(a.calls + b.calls + c.calls + d.calls, 0);
+	ck_assert(pt_run_until(pt_rep_done, &a, 3000));
+	ck_assert(pt_run_until(pt_rep_done, &d, 3000));
+	ck_assert_int_eq(a.err, 0);
+	ck_assert_uint_eq(a.len, 7);
+	ck_assert_int_eq(memcmp(a.buf, "re:ping", 7), 0);
+	ck_assert_uint_eq(pt_req_from, 1);
+	ck_assert_int_eq(b.calls, 1);
+	ck_assert_int_eq(b.err, -EPERM);
+	ck_assert_uint_eq(b.len, 0); /* no body with an error */
+	ck_assert_int_eq(d.err, -ENOENT);
+	ck_assert_int_eq(c.calls, 0);
+	ck_assert_int_eq(pt_n_held, 1);
+	peer_reply(pt_held[0], 0, "late", 4);
+	ck_assert(pt_run_until(pt_rep_done, &c, 3000));
+	ck_assert_int_eq(c.err, 0);
+	ck_assert_int_eq(memcmp(c.buf, "late", 4), 0);
+	pt_run_for(30);
+	ck_assert_int_eq(a.calls + b.calls + c.calls + d.calls, 4);
+	/* raft messages still flow beside the requests */
+	pt_assert_still_works();
+	/* argument errors: cb is never called */
+	ck_assert_int_eq(peer_request(t, 3, PEER_REQ_LEASE, "x", 1, 100,
+				      pt_reply_cb, &a),
+			 -ENOENT);
+	ck_assert_int_eq(peer_request(t, 2, 0, "x", 1, 100, pt_reply_cb, &a),
+			 -EINVAL);
+	ck_assert_int_eq(peer_request(t, 2, PEER_REQ_KINDS, "x", 1, 100,
+				      pt_reply_cb, &a),
+			 -EINVAL);
+	ck_assert_int_eq(
+		peer_request(t, 2, PEER_REQ_LEASE, "x", 1, 0, pt_reply_cb, &a),
+		-EINVAL);
+	ck_assert_int_eq(peer_request(t, 2, PEER_REQ_LEASE, NULL, 1, 100,
+				      pt_reply_cb, &a),
+			 -EINVAL);
+	ck_assert_int_eq(peer_request(t, 2, PEER_REQ_LEASE, "x",
+				      PEER_DEFAULT_MAX_FRAME, 100, pt_reply_cb,
+				      &a),
+			 -EMSGSIZE);
+	pt_run_for(20);
+	ck_assert_int_eq(a.calls, 1);
+}
+END_TEST
+
+static bool pt_cut_all(void *arg, uint64_t from, uint64_t to)
+{
+	(void)arg;
+	(void)from;
+	(void)to;
+	return true;
+}
+
+/* No answer in time: -ETIMEDOUT, once; the late answer is ignored. A cut
+ * (drop filter) request times out too. An unreachable member: refused. */
+START_TEST(test_request_timeout)
+{
+	struct pt_rep a = {0}, b = {0}, c = {0};
+	uint64_t t0;
+
+	pt_setup_reqs();
+	t0 = pt_now_us();
+	ck_assert_int_eq(peer_request(pt_nodes[0].t, 2, PEER_REQ_LEASE, "hold",
+				      4, 150, pt_reply_cb, &a),
+			 0);
+	ck_assert(pt_run_until(pt_rep_done, &a, 3000));
+	ck_assert_int_eq(a.err, -ETIMEDOUT);
+	ck_assert_uint_ge(pt_now_us() - t0, 140000);
+	ck_assert_int_eq(pt_n_held, 1);
+	peer_reply(pt_held[0], 0, "late", 4);
+	pt_run_for(50);
+	ck_assert_int_eq(a.calls, 1);
+
+	peer_set_drop_filter(pt_nodes[0].t, pt_cut_all, NULL);
+	ck_assert_int_eq(peer_request(pt_nodes[0].t, 2, PEER_REQ_LEASE, "ping",
+				      4, 100, pt_reply_cb, &b),
+			 0);
+	ck_assert(pt_run_until(pt_rep_done, &b, 3000));
+	ck_assert_int_eq(b.err, -ETIMEDOUT);
+	peer_set_drop_filter(pt_nodes[0].t, NULL, NULL);
+
+	ck_assert_int_eq(
+		peer_add(pt_nodes[0].t, 3, "127.0.0.1", pt_free_port()), 0);
+	t0 = pt_now_us();
+	ck_assert_int_eq(peer_request(pt_nodes[0].t, 3, PEER_REQ_LEASE, "ping",
+				      4, 10000, pt_reply_cb, &c),
+			 0);
+	ck_assert(pt_run_until(pt_rep_done, &c, 5000));
+	ck_assert_int_eq(c.err, -ECONNREFUSED);
+	ck_assert_uint_lt(pt_now_us() - t0, 5000000);
+
+	/* peer_remove of the member asked: -ECONNRESET, later, once */
+	memset(&c, 0, sizeof(c));
+	ck_assert_int_eq(peer_request(pt_nodes[0].t, 2, PEER_REQ_LEASE, "hold",
+				      4, 10000, pt_reply_cb, &c),
+			 0);
+	ck_assert_int_eq(peer_remove(pt_nodes[0].t, 2), 0);
+	ck_assert_int_eq(c.calls, 0);
+	ck_assert(pt_run_until(pt_rep_done, &c, 3000));
+	ck_assert_int_eq(c.err, -ECONNRESET);
+	pt_run_for(30);
+	ck_assert_int_eq(c.calls, 1);
+}
+END_TEST
+
+/* The member answering goes away: the stream breaks, -ECONNRESET; at most
+ * PEER_MAX_REQUESTS in flight; destroying the transport cancels the rest
+ * (inside the call) and an answer owed by a destroyed transport is safe. */
+START_TEST(test_request_lost_and_destroyed)
+{
+	static struct pt_rep many[PEER_MAX_REQUESTS];
+	struct pt_rep a = {0}, extra = {0};
+	int calls = 0;
+
+	pt_setup_reqs();
+	ck_assert_int_eq(peer_request(pt_nodes[0].t, 2, PEER_REQ_LEASE, "hold",
+				      4, 10000, pt_reply_cb, &a),
+			 0);
+	ck_assert(pt_run_until(pt_has_held, NULL, 3000));
+	pt_stop(1); /* owes an answer: pt_held[0] outlives its transport */
+	peer_reply(pt_held[0], 0, "gone", 4);
+	ck_assert(pt_run_until(pt_rep_done, &a, 5000));
+	ck_assert_int_eq(a.err, -ECONNRESET);
+
+	memset(many, 0, sizeof(many));
+	for (int i = 0; i < PEER_MAX_REQUESTS; i++)
+		ck_assert_int_eq(peer_request(pt_nodes[0].t, 2, PEER_REQ_LEASE,
+					      "x", 1, 60000, pt_reply_cb,
+					      &many[i]),
+				 0);
+	ck_assert_int_eq(peer_request(pt_nodes[0].t, 2, PEER_REQ_LEASE, "x", 1,
+				      60000, pt_reply_cb, &extra),
+			 -EAGAIN);
+	pt_stop(0);
+	for (int i = 0; i < PEER_MAX_REQUESTS; i++) {
+		ck_assert_int_eq(many[i].err, -ECANCELED);
+		calls += many[i].calls;
+	}
+	ck_assert_int_eq(calls, PEER_MAX_REQUESTS);
+	ck_assert_int_eq(extra.calls, 0);
+}
+END_TEST
+
+/* A member without an id joins: its JOIN is served (from 0); a join
+ * stream may carry nothing but JOIN; a join hello naming another cluster
+ * is refused. */
+START_TEST(test_join_request)
+{
+	struct peer_config cfg = pt_cfg(99);
+	struct pt_rep a = {0}, b = {0};
+	uint8_t f[64], in[64];
+	ssize_t n = 0;
+	int fd;
+
+	pt_setup_reqs();
+	cfg.cluster_id = 0; /* does not know the cluster yet */
+	pt_start_cfg(2, 0, &cfg);
+	ck_assert_int_eq(peer_join_request(pt_nodes[2].t, "127.0.0.1",
+					   pt_nodes[1].port, "me", 2, 3000,
+					   pt_reply_cb, &a),
+			 0);
+	ck_assert(pt_run_until(pt_rep_done, &a, 3000));
+	ck_assert_int_eq(a.err, 0);
+	ck_assert_int_eq(memcmp(a.buf, "re:me", 5), 0);
+	ck_assert_uint_eq(pt_req_from, 0);
+	ck_assert_int_eq(peer_join_request(pt_nodes[2].t, "127.0.0.1",
+					   pt_free_port(), "me", 2, 3000,
+					   pt_reply_cb, &b),
+			 0);
+	ck_assert(pt_run_until(pt_rep_done, &b, 3000));
+	ck_assert_int_eq(b.err, -ECONNREFUSED);
+
+	/* Raw: a join hello, then a LEASE request: answered -EACCES, closed. */
+	pt_req_from = 77;
+	fd = pt_raw_connect(pt_nodes[1].port);
+	pt_raw_hello(fd, 0, 0, 0, 0);
+	pt_put_be(f, 1 + 9 + 4, 4);
+	f[4] = 8; /* REQ */
+	pt_put_be(f + 5, 42, 8);
+	f[13] = PEER_REQ_LEASE;
+	memcpy(f + 14, "ping", 4);
+	ck_assert_int_eq(write(fd, f, 18), 18);
+	ck_assert(pt_run_until(pt_raw_closed_keep, &fd, 3000));
+	n = pt_raw_read(fd, in, sizeof(in));
+	/* HELLO_ACK (5 + 17) then REP (5 + 12) */
+	ck_assert_int_eq(n, 22 + 17);
+	ck_assert_int_eq(in[22 + 4], 9);
+	ck_assert_uint_eq(pt_get_be(in + 27, 8), 42);
+	ck_assert_int_eq((int32_t)pt_get_be(in + 35, 4), -EACCES);
+	close(fd);
+	ck_assert_uint_eq(pt_req_from, 77); /* the handler never ran */
+
+	/* Raw: a join hello naming another cluster is refused. */
+	fd = pt_raw_connect(pt_nodes[1].port);
+	pt_raw_hello(fd, PT_CLUSTER + 1, 0, 0, 0);
+	ck_assert(pt_run_until(pt_raw_closed_keep, &fd, 3000));
+	n = pt_raw_read(fd, in, sizeof(in));
+	ck_assert_int_eq(n, 22);
+	ck_assert_int_eq(in[5], PEER_HELLO_WRONG_CLUSTER);
+	close(fd);
 }
 END_TEST
 
@@ -1050,6 +1708,7 @@ Suite *peer_suite(void)
 	tcase_add_test(tc, test_api_errors);
 	tcase_add_test(tc, test_late_start);
 	tcase_add_test(tc, test_restart_reconnects);
+	tcase_add_test(tc, test_reconnect_on_inbound);
 	tcase_add_test(tc, test_identity_refused);
 	tcase_add_test(tc, test_garbage_frames);
 	tcase_add_test(tc, test_remove_from_callback);
@@ -1058,6 +1717,14 @@ Suite *peer_suite(void)
 	tcase_add_test(tc, test_snapshot_with_heartbeats);
 	tcase_add_test(tc, test_snapshot_refused);
 	tcase_add_test(tc, test_snapshot_failures);
+	tcase_add_test(tc, test_request_reply);
+	tcase_add_test(tc, test_request_timeout);
+	tcase_add_test(tc, test_request_lost_and_destroyed);
+	tcase_add_test(tc, test_join_request);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("codec");
+	tcase_add_test(tc, test_codec_new_types);
+	tcase_add_test(tc, test_codec_bounds);
 	suite_add_tcase(s, tc);
 	return s;
 }

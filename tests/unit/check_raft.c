@@ -22,6 +22,7 @@
 #define TN_MAX_TERM 4096
 #define TN_MAX_INDEX 8192
 #define TN_MAX_MSGS 8192
+#define TN_MAX_READS 4096
 
 static unsigned long long g_seed = 1;
 
@@ -60,6 +61,9 @@ struct tnode {
 	/* readies held back by async tests */
 	struct raft_ready rd;
 	bool rd_out;
+	/* answered ReadIndex requests, in order */
+	struct raft_read_state reads[64];
+	size_t n_reads;
 };
 
 struct tmsg {
@@ -70,7 +74,14 @@ struct tnet {
 	struct tnode nodes[TN_MAX];
 	size_t n;
 	uint64_t voters[TN_MAX];
-	struct tmsg *q; /* FIFO */
+	uint64_t learners[TN_MAX];
+	size_t n_snaps; /* SNAP messages seen */
+	/* ReadIndex: the highest index committed anywhere when the read
+	 * with ctx (< TN_MAX_READS) was asked; its answer must cover it */
+	uint64_t read_need[TN_MAX_READS];
+	uint64_t read_ctx; /* last ctx used */
+	bool snap_fail;	   /* the "server" fails to send snapshots */
+	struct tmsg *q;	   /* FIFO */
 	size_t nq, capq;
 	bool cut[TN_MAX + 1][TN_MAX + 1]; /* [from][to] by id */
 	unsigned drop_pct;		  /* lose a message */
@@ -231,6 +242,25 @@ static void check_safety(struct tnet *n)
 	}
 }
 
+/* The test encoding of a conf change: "A<id>" add a voter, "L<id>" add a
+ * learner, "R<id>" remove. */
+static void apply_conf_change(struct tnode *t, const struct raft_entry *e)
+{
+	enum raft_cc_type type = RAFT_CC_UPDATE_NODE;
+	uint64_t id;
+
+	ck_assert_uint_ge(e->len, 2);
+	id = (uint64_t)(e->data[1] - '0');
+	if (e->data[0] == 'A')
+		type = RAFT_CC_ADD_NODE;
+	else if (e->data[0] == 'L')
+		type = RAFT_CC_ADD_LEARNER;
+	else if (e->data[0] == 'R')
+		type = RAFT_CC_REMOVE_NODE;
+	T_ASSERT(raft_apply_conf_change(t->r, type, id) == 0,
+		 "conf change on %llu", (unsigned long long)t->id);
+}
+
 /* §5.4.3 State Machine Safety: every member applies the same entry at an
  * index, exactly once, in order. */
 static void apply(struct tnet *n, struct tnode *t, const struct raft_entry *e,
@@ -259,6 +289,8 @@ static void apply(struct tnet *n, struct tnode *t, const struct raft_entry *e,
 		if (e[i].index > n->max_applied)
 			n->max_applied = e[i].index;
 		t->applied = e[i].index;
+		if (e[i].type == RAFT_ENTRY_CONF_CHANGE)
+			apply_conf_change(t, &e[i]);
 	}
 }
 
@@ -290,6 +322,21 @@ static bool node_ready_begin(struct tnet *n, struct tnode *t)
 			 (unsigned long long)t->id,
 			 (unsigned long long)rd->committed[i].index);
 	apply(n, t, rd->committed, rd->n_committed);
+	for (i = 0; i < rd->n_read_states; i++) {
+		const struct raft_read_state *q = &rd->read_states[i];
+
+		/* §6.4: the read point covers every write committed before
+		 * the read was asked. */
+		if (q->ctx < TN_MAX_READS)
+			T_ASSERT(q->index >= n->read_need[q->ctx],
+				 "read %llu on %llu at %llu < %llu",
+				 (unsigned long long)q->ctx,
+				 (unsigned long long)t->id,
+				 (unsigned long long)q->index,
+				 (unsigned long long)n->read_need[q->ctx]);
+		if (t->n_reads < 64)
+			t->reads[t->n_reads++] = *q;
+	}
 	return true;
 }
 
@@ -336,8 +383,11 @@ static int node_start(struct tnet *n, struct tnode *t)
 	return raft_create(&t->cfg, hs, t->log, t->n_log, t->applied, &t->r);
 }
 
-static void net_init(struct tnet *n, size_t members, bool pre_vote,
-		     bool check_quorum)
+/* Members 1..members: voters 1..n_voters, then n_learners learners (the
+ * start configuration of every member); the rest are outside the
+ * configuration and start down (a test adds and starts them). */
+static void net_init_conf(struct tnet *n, size_t members, size_t n_voters,
+			  size_t n_learners, bool pre_vote, bool check_quorum)
 {
 	size_t i;
 	char *env = getenv("RAFT_SEED");
@@ -347,8 +397,10 @@ static void net_init(struct tnet *n, size_t members, bool pre_vote,
 		g_seed = strtoull(env, NULL, 10);
 	n->rng = g_seed * 7919 + 1;
 	n->n = members;
-	for (i = 0; i < members; i++)
+	for (i = 0; i < n_voters; i++)
 		n->voters[i] = i + 1;
+	for (i = 0; i < n_learners; i++)
+		n->learners[i] = n_voters + i + 1;
 	for (i = 0; i < members; i++) {
 		struct tnode *t = &n->nodes[i];
 
@@ -357,7 +409,9 @@ static void net_init(struct tnet *n, size_t members, bool pre_vote,
 		t->rng = g_seed * 1000003 + t->id;
 		t->cfg.id = t->id;
 		t->cfg.voters = n->voters;
-		t->cfg.n_voters = members;
+		t->cfg.n_voters = n_voters;
+		t->cfg.learners = n->learners;
+		t->cfg.n_learners = n_learners;
 		t->cfg.election_tick = 10;
 		t->cfg.heartbeat_tick = 1;
 		t->cfg.pre_vote = pre_vote;
@@ -365,7 +419,15 @@ static void net_init(struct tnet *n, size_t members, bool pre_vote,
 		t->cfg.rand = tn_rand;
 		t->cfg.rand_arg = &t->rng;
 		ck_assert_int_eq(node_start(n, t), 0);
+		if (i >= n_voters + n_learners)
+			node_crash(t); /* not a member yet */
 	}
+}
+
+static void net_init(struct tnet *n, size_t members, bool pre_vote,
+		     bool check_quorum)
+{
+	net_init_conf(n, members, members, 0, pre_vote, check_quorum);
 }
 
 static void net_free(struct tnet *n)
@@ -389,6 +451,37 @@ static void net_isolate(struct tnet *n, uint64_t id, bool cut)
 		n->cut[id][j] = cut;
 		n->cut[j][id] = cut;
 	}
+}
+
+/* What the server does with a SNAP message: stream its image (here: a
+ * copy of the sender's stored log up to its applied index, which is what
+ * its state machine holds), install it on the receiver (raft_restore) and
+ * report the outcome to the sender's raft. */
+static void net_install_snap(struct tnet *n, const struct raft_msg *m)
+{
+	struct tnode *l = net_node(n, m->from), *f = net_node(n, m->to);
+	struct raft_snap_meta meta = {0};
+	uint64_t v[TN_MAX], lr[TN_MAX];
+	int err = -1;
+
+	n->n_snaps++;
+	T_ASSERT(m->snap.index > 0, "snap index");
+	if (l->r && l->applied && f->up && f->r && !n->snap_fail &&
+	    !n->cut[m->from][m->to]) {
+		meta.index = l->applied;
+		meta.term = l->log[l->applied - 1].term;
+		raft_conf(l->r, v, &meta.n_voters, lr, &meta.n_learners,
+			  TN_MAX);
+		meta.voters = v;
+		meta.learners = lr;
+		err = raft_restore(f->r, &meta, m->from, m->term);
+		if (err == 0) {
+			store_entries(f, l->log, meta.index);
+			f->applied = meta.index;
+		}
+	}
+	if (l->r)
+		raft_report_snapshot(l->r, m->to, err == 0 ? meta.index : 0);
 }
 
 /* Deliver what is queued now (not what it causes). Returns how many. */
@@ -415,6 +508,11 @@ static size_t net_deliver(struct tnet *n)
 		struct raft_msg *m = &batch[i].m;
 		int times = 1;
 
+		if (m->type == RAFT_MSG_SNAP) {
+			net_install_snap(n, m);
+			done++;
+			continue;
+		}
 		to = net_node(n, m->to);
 		if (n->dup_pct && xorshift(&n->rng) % 100 < n->dup_pct)
 			times = 2;
@@ -598,7 +696,7 @@ START_TEST(test_single_commit_after_persisted)
 
 	single_init(&n);
 	r = n.nodes[0].r;
-	ck_assert_int_eq(raft_propose(r, "x", 1, NULL), CAIRN_ENOT_LEADER);
+	ck_assert_int_eq(raft_propose(r, "x", 1, NULL), CAIRN_ENO_LEADER);
 	ck_assert_int_eq(raft_campaign(r), 0);
 	/* Group commit: three proposals, one batch. */
 	for (i = 0; i < 3; i++) {
@@ -798,6 +896,15 @@ START_TEST(test_create_errors)
 	cfg.election_tick = 1;
 	ck_assert_int_eq(raft_create(&cfg, NULL, NULL, 0, 0, &r), -EINVAL);
 	cfg.election_tick = 10;
+	cfg.learners = voters; /* a learner that is also a voter */
+	cfg.n_learners = 1;
+	ck_assert_int_eq(raft_create(&cfg, NULL, NULL, 0, 0, &r), -EINVAL);
+	cfg.learners = (uint64_t[]){0};
+	ck_assert_int_eq(raft_create(&cfg, NULL, NULL, 0, 0, &r), -EINVAL);
+	cfg.learners = (uint64_t[]){2, 2};
+	cfg.n_learners = 2;
+	ck_assert_int_eq(raft_create(&cfg, NULL, NULL, 0, 0, &r), -EINVAL);
+	cfg.n_learners = 1;
 	ck_assert_int_eq(raft_create(&cfg, &hs, log, 2, 0, &r), -EINVAL);
 	hs.commit = 5;
 	ck_assert_int_eq(raft_create(&cfg, &hs, log, 1, 0, &r), -EINVAL);
@@ -808,6 +915,51 @@ START_TEST(test_create_errors)
 							 .to = 9,
 							 .term = 1}),
 			 -EINVAL);
+	ck_assert_int_eq(raft_step(r, &(struct raft_msg){.type = RAFT_MSG_APP,
+							 .from = 2,
+							 .to = 1}),
+			 -EINVAL); /* term 0: only PROP and READ_INDEX */
+	ck_assert_int_eq(raft_step(r, &(struct raft_msg){.type = 99,
+							 .from = 2,
+							 .to = 1,
+							 .term = 1}),
+			 -EINVAL);
+	ck_assert_int_eq(
+		raft_step(r, &(struct raft_msg){.type = RAFT_MSG_READ_INDEX,
+						.from = 2,
+						.to = 1,
+						.ctx = 1}),
+		0);
+	raft_destroy(r);
+}
+END_TEST
+
+/* A torn write kept a ready's entries (term 2) but not its hard state
+ * (term 1): the member restarts in term 2 with no vote (a vote is never
+ * sent before its hard state is durable, §5.6), and persists it. */
+START_TEST(test_restart_torn_hard_state)
+{
+	uint64_t voters[] = {1, 2, 3};
+	struct raft_config cfg = {.id = 1,
+				  .voters = voters,
+				  .n_voters = 3,
+				  .election_tick = 10,
+				  .heartbeat_tick = 1};
+	struct raft_entry log[2] = {{.term = 1, .index = 1},
+				    {.term = 2, .index = 2}};
+	struct raft_hard_state hs = {.term = 1, .vote = 2, .commit = 1};
+	struct raft_ready rd;
+	struct raft *r = NULL;
+
+	ck_assert_int_eq(raft_create(&cfg, &hs, log, 2, 0, &r), 0);
+	ck_assert_uint_eq(raft_term(r), 2);
+	ck_assert_int_eq(raft_check(r), 0);
+	ck_assert(raft_has_ready(r));
+	raft_ready(r, &rd);
+	ck_assert(rd.hard_state_changed);
+	ck_assert_uint_eq(rd.hs.term, 2);
+	ck_assert_uint_eq(rd.hs.vote, RAFT_NONE);
+	raft_advance(r, &rd);
 	raft_destroy(r);
 }
 END_TEST
@@ -1337,16 +1489,765 @@ START_TEST(test_compact_during_ready)
 }
 END_TEST
 
+/* ---- clusters: forwarding, ReadIndex, transfer, membership, snapshots,
+ * flow control (issue 5) ---- */
+
+/* The k-th member (k = 1, 2) other than id in a 3-member world. */
+static struct tnode *other(struct tnet *n, uint64_t id, int k)
+{
+	return net_node(n, (id + (uint64_t)k - 1) % 3 + 1);
+}
+
+static uint64_t propose_cc(struct tnode *t, const char *cc)
+{
+	uint64_t idx = 0;
+	int err = raft_propose_type(t->r, RAFT_ENTRY_CONF_CHANGE, cc,
+				    strlen(cc), &idx);
+
+	T_ASSERT(err == 0, "conf change %s on %llu: %d", cc,
+		 (unsigned long long)t->id, err);
+	return idx;
+}
+
+static size_t count_voters(struct tnode *t, size_t *n_learners)
+{
+	size_t nv = 0;
+
+	raft_conf(t->r, NULL, &nv, NULL, n_learners, 0);
+	return nv;
+}
+
+/* Thesis §6.2: a follower forwards a client's proposal to the leader. */
+START_TEST(test_follower_propose_forwards)
+{
+	struct tnet n;
+	struct tnode *l, *f;
+	uint64_t lead, idx = 99;
+	size_t i;
+
+	net_init(&n, 3, true, true);
+	ck_assert_int_eq(raft_propose(n.nodes[0].r, "x", 1, &idx),
+			 CAIRN_ENO_LEADER);
+	lead = net_elect(&n, 100);
+	T_ASSERT(lead, "no leader");
+	l = net_node(&n, lead);
+	f = other(&n, lead, 1);
+	ck_assert_int_eq(raft_propose(f->r, "fwd", 3, &idx), 0);
+	ck_assert_uint_eq(idx, 0);
+	net_settle(&n);
+	idx = raft_last_index(l->r);
+	for (i = 0; i < 3; i++)
+		ck_assert_uint_eq(n.nodes[i].applied, idx);
+	ck_assert_uint_eq(l->log[idx - 1].len, 3);
+	ck_assert_mem_eq(l->log[idx - 1].data, "fwd", 3);
+	ck_assert_uint_eq(l->log[idx - 1].term, raft_term(l->r));
+	net_free(&n);
+}
+END_TEST
+
+/* §6.4 ReadIndex: the leader answers only after a quorum acknowledged a
+ * heartbeat round started after the request; the index is its commit. */
+START_TEST(test_read_index_leader_needs_quorum)
+{
+	struct tnet n;
+	struct tnode *l;
+	uint64_t lead;
+
+	net_init(&n, 3, false, false);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	propose_str(l, "a");
+	net_settle(&n);
+	ck_assert_int_eq(raft_read_index(l->r, 0), -EINVAL);
+	n.cut[other(&n, lead, 1)->id][lead] = true; /* acks lost */
+	n.cut[other(&n, lead, 2)->id][lead] = true;
+	ck_assert_int_eq(raft_read_index(l->r, 42), 0);
+	net_settle(&n);
+	net_tick(&n);
+	ck_assert_uint_eq(l->n_reads, 0);
+	n.cut[other(&n, lead, 2)->id][lead] = false; /* one ack: quorum */
+	net_tick(&n);
+	ck_assert_uint_eq(l->n_reads, 1);
+	ck_assert_uint_eq(l->reads[0].ctx, 42);
+	ck_assert_uint_eq(l->reads[0].index, raft_commit_index(l->r));
+	net_free(&n);
+}
+END_TEST
+
+/* §6.4 step 1: a new leader records no read index before an entry of its
+ * term is committed (it may not know the latest commit yet). */
+START_TEST(test_read_index_waits_for_term_commit)
+{
+	struct tnet n;
+	struct tnode *c;
+	int k;
+	size_t i;
+
+	net_init(&n, 3, false, false);
+	c = &n.nodes[0];
+	ck_assert_int_eq(raft_campaign(c->r), 0);
+	for (k = 0; k < 10 && raft_role(c->r) != RAFT_LEADER; k++) {
+		for (i = 0; i < 3; i++)
+			node_ready(&n, &n.nodes[i]);
+		net_deliver(&n);
+	}
+	ck_assert_int_eq(raft_role(c->r), RAFT_LEADER);
+	ck_assert_uint_lt(raft_commit_index(c->r), raft_last_index(c->r));
+	ck_assert_int_eq(raft_read_index(c->r, 7), 0);
+	node_ready(&n, c);
+	ck_assert_uint_eq(c->n_reads, 0);
+	net_settle(&n);
+	ck_assert_uint_eq(c->n_reads, 1);
+	ck_assert_uint_eq(c->reads[0].ctx, 7);
+	ck_assert_uint_eq(c->reads[0].index, raft_last_index(c->r));
+	net_free(&n);
+}
+END_TEST
+
+/* §6.4 on a follower: it asks the leader, which confirms and answers. */
+START_TEST(test_read_index_follower)
+{
+	struct tnet n;
+	struct tnode *l, *f;
+	uint64_t lead;
+
+	net_init(&n, 3, true, true);
+	ck_assert_int_eq(raft_read_index(n.nodes[1].r, 3), CAIRN_ENO_LEADER);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	f = other(&n, lead, 1);
+	propose_str(l, "a");
+	net_settle(&n);
+	ck_assert_int_eq(raft_read_index(f->r, 9), 0);
+	ck_assert_int_eq(raft_read_index(f->r, 10), 0);
+	net_settle(&n);
+	ck_assert_uint_eq(f->n_reads, 2);
+	ck_assert_uint_eq(f->reads[0].ctx, 9);
+	ck_assert_uint_eq(f->reads[1].ctx, 10);
+	ck_assert_uint_eq(f->reads[0].index, raft_commit_index(l->r));
+	ck_assert_uint_eq(l->n_reads, 0);
+	net_free(&n);
+}
+END_TEST
+
+/* §6.4: a lone voter is its own quorum: the answer is in the next ready. */
+START_TEST(test_read_index_lone_voter)
+{
+	struct tnet n;
+	struct tnode *t;
+
+	single_init(&n);
+	t = &n.nodes[0];
+	ck_assert_int_eq(raft_campaign(t->r), 0);
+	propose_str(t, "a");
+	net_settle(&n);
+	ck_assert_int_eq(raft_read_index(t->r, 5), 0);
+	ck_assert(raft_has_ready(t->r));
+	node_ready(&n, t);
+	ck_assert_uint_eq(t->n_reads, 1);
+	ck_assert_uint_eq(t->reads[0].index, 2);
+	net_free(&n);
+}
+END_TEST
+
+/* §6.4: requests die with the leader's role; none is answered late. */
+START_TEST(test_read_index_dropped_on_step_down)
+{
+	struct tnet n;
+	struct tnode *l;
+	uint64_t lead;
+	int k;
+
+	net_init(&n, 3, true, true);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	net_isolate(&n, lead, true);
+	ck_assert_int_eq(raft_read_index(l->r, 11), 0);
+	for (k = 0; k < 25 && raft_role(l->r) == RAFT_LEADER; k++)
+		net_tick(&n);
+	ck_assert_int_ne(raft_role(l->r), RAFT_LEADER);
+	net_isolate(&n, lead, false);
+	T_ASSERT(net_elect(&n, 100), "no leader");
+	net_tick(&n);
+	ck_assert_uint_eq(l->n_reads, 0);
+	net_free(&n);
+}
+END_TEST
+
+/* Thesis §4.2.1 learners: replicated to, never counted in a quorum (commit
+ * nor ReadIndex), never campaign; promotion makes them count. */
+START_TEST(test_learner)
+{
+	struct tnet n;
+	struct tnode *l, *v, *x;
+	uint64_t lead, term, idx;
+	size_t nl;
+	int k;
+
+	net_init_conf(&n, 3, 2, 1, false, false);
+	lead = net_elect(&n, 100);
+	T_ASSERT(lead == 1 || lead == 2, "leader %llu",
+		 (unsigned long long)lead);
+	l = net_node(&n, lead);
+	v = net_node(&n, 3 - lead);
+	x = net_node(&n, 3);
+	idx = propose_str(l, "x");
+	net_settle(&n);
+	ck_assert_uint_eq(x->applied, idx);
+	ck_assert_int_eq(raft_campaign(x->r), -EPERM);
+	ck_assert_int_eq(raft_transfer_leader(l->r, 3),
+			 CAIRN_EBAD_LEADER_TRANSFEREE);
+	/* Not counted: with the other voter gone, nothing commits nor
+	 * confirms a read, though the learner acknowledges. */
+	net_isolate(&n, v->id, true);
+	idx = propose_str(l, "y");
+	ck_assert_int_eq(raft_read_index(l->r, 1), 0);
+	net_settle(&n);
+	net_tick(&n);
+	ck_assert_uint_lt(raft_commit_index(l->r), idx);
+	ck_assert_uint_eq(l->n_reads, 0);
+	ck_assert_uint_eq(raft_last_index(x->r), idx);
+	/* Never campaigns, however long it hears nothing. */
+	net_isolate(&n, 3, true);
+	term = raft_term(x->r);
+	for (k = 0; k < 40; k++)
+		raft_tick(x->r);
+	net_settle(&n);
+	ck_assert_uint_eq(raft_term(x->r), term);
+	ck_assert_int_eq(raft_role(x->r), RAFT_FOLLOWER);
+	net_isolate(&n, 3, false);
+	net_isolate(&n, v->id, false);
+	net_tick(&n);
+	ck_assert_uint_eq(raft_commit_index(l->r), raft_last_index(l->r));
+	/* Promotion: now leader + learner are a quorum of three. */
+	propose_cc(l, "A3");
+	net_settle(&n);
+	ck_assert_uint_eq(count_voters(l, &nl), 3);
+	ck_assert_uint_eq(nl, 0);
+	ck_assert_uint_eq(count_voters(x, &nl), 3);
+	net_isolate(&n, v->id, true);
+	idx = propose_str(l, "z");
+	net_settle(&n);
+	ck_assert_uint_eq(raft_commit_index(l->r), idx);
+	net_free(&n);
+}
+END_TEST
+
+/* Thesis §4.1: one membership change at a time; a forwarded one is dropped
+ * while one is pending. */
+START_TEST(test_conf_change_one_at_a_time)
+{
+	struct tnet n;
+	struct tnode *l, *f;
+	uint64_t lead, idx, last;
+	size_t i, cc = 0;
+
+	net_init_conf(&n, 4, 3, 0, false, false);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	f = other(&n, lead, 1);
+	idx = propose_cc(l, "L4");
+	ck_assert_int_eq(
+		raft_propose_type(l->r, RAFT_ENTRY_CONF_CHANGE, "R4", 2, NULL),
+		CAIRN_ECONF_CHANGE_PENDING);
+	/* Forwarded, then dropped by the leader. */
+	ck_assert_int_eq(
+		raft_propose_type(f->r, RAFT_ENTRY_CONF_CHANGE, "R4", 2, NULL),
+		0);
+	propose_str(l, "n"); /* normal entries are not held up */
+	net_settle(&n);
+	last = raft_last_index(l->r);
+	ck_assert_uint_eq(l->applied, last);
+	for (i = 0; i < last; i++)
+		cc += l->log[i].type == RAFT_ENTRY_CONF_CHANGE;
+	ck_assert_uint_eq(cc, 1);
+	ck_assert_uint_gt(l->applied, idx);
+	ck_assert_uint_eq(count_voters(l, &i), 3);
+	ck_assert_uint_eq(i, 1);
+	/* Applied: the next one is taken. */
+	propose_cc(l, "R4");
+	net_settle(&n);
+	ck_assert_uint_eq(count_voters(f, &i), 3);
+	ck_assert_uint_eq(i, 0);
+	net_free(&n);
+}
+END_TEST
+
+/* Thesis §4.1 (and etcd): a new leader may hold an unapplied conf change
+ * among the entries it inherited, so it takes none until everything up to
+ * its last index at election is applied. */
+START_TEST(test_conf_change_pending_after_election)
+{
+	struct tnet n;
+	struct tnode *l, *f;
+	uint64_t lead;
+	size_t i;
+	int k;
+
+	net_init(&n, 3, false, false);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	f = other(&n, lead, 1);
+	propose_cc(l, "U1"); /* an UPDATE_NODE: changes nothing in raft */
+	node_ready(&n, l);
+	net_deliver(&n); /* followers have it, not knowing it committed */
+	net_isolate(&n, lead, true);
+	ck_assert_int_eq(raft_campaign(f->r), 0);
+	for (k = 0; k < 10 && raft_role(f->r) != RAFT_LEADER; k++) {
+		for (i = 0; i < 3; i++)
+			node_ready(&n, &n.nodes[i]);
+		net_deliver(&n);
+	}
+	ck_assert_int_eq(raft_role(f->r), RAFT_LEADER);
+	ck_assert_uint_lt(f->applied, raft_last_index(f->r) - 1);
+	ck_assert_int_eq(
+		raft_propose_type(f->r, RAFT_ENTRY_CONF_CHANGE, "U2", 2, NULL),
+		CAIRN_ECONF_CHANGE_PENDING);
+	propose_str(f, "n");
+	net_settle(&n);
+	ck_assert_uint_eq(f->applied, raft_last_index(f->r));
+	propose_cc(f, "U2");
+	net_free(&n);
+}
+END_TEST
+
+/* Thesis §4.1 adding a server: it starts outside the configuration, the
+ * leader probes it from its last index + 1 and it catches up; then it
+ * counts in the quorum (3 of 4). */
+START_TEST(test_add_member)
+{
+	struct tnet n;
+	struct tnode *l, *x;
+	struct raft_progress_info pi;
+	uint64_t lead, idx, last;
+	int k;
+
+	net_init_conf(&n, 4, 3, 0, false, false);
+	x = &n.nodes[3];
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	for (k = 0; k < 5; k++)
+		propose_str(l, "e");
+	net_settle(&n);
+	ck_assert_int_eq(raft_progress(l->r, 4, &pi), -ENOENT);
+	idx = propose_cc(l, "A4");
+	last = raft_last_index(l->r);
+	net_settle(&n);
+	ck_assert_uint_eq(count_voters(l, NULL), 4);
+	ck_assert_int_eq(raft_progress(l->r, 4, &pi), 0);
+	ck_assert_uint_eq(pi.match, 0);
+	ck_assert_uint_eq(pi.next, last + 1);
+	ck_assert_int_eq(pi.state, 0);
+	ck_assert(!pi.learner);
+	ck_assert_int_eq(raft_progress(other(&n, lead, 1)->r, 4, &pi),
+			 CAIRN_ENOT_LEADER);
+	ck_assert_int_eq(node_start(&n, x), 0);
+	x->up = true;
+	for (k = 0; k < 5; k++)
+		net_tick(&n);
+	ck_assert_uint_eq(x->applied, l->applied);
+	ck_assert_uint_ge(x->applied, idx);
+	ck_assert_uint_eq(count_voters(x, NULL), 4);
+	ck_assert_int_eq(raft_progress(l->r, 4, &pi), 0);
+	ck_assert_uint_eq(pi.match, raft_last_index(l->r));
+	ck_assert_int_eq(pi.state, 1);
+	/* Quorum of four is three. */
+	net_isolate(&n, other(&n, lead, 1)->id, true);
+	net_isolate(&n, other(&n, lead, 2)->id, true);
+	idx = propose_str(l, "q");
+	net_settle(&n);
+	ck_assert_uint_lt(raft_commit_index(l->r), idx);
+	net_isolate(&n, other(&n, lead, 1)->id, false);
+	net_tick(&n);
+	ck_assert_uint_eq(raft_commit_index(l->r), idx);
+	net_free(&n);
+}
+END_TEST
+
+/* Thesis §4.2.2: a removed leader steps down; a member outside the
+ * configuration never campaigns and ignores TIMEOUT_NOW. */
+START_TEST(test_remove_leader)
+{
+	struct tnet n;
+	struct tnode *l;
+	struct raft_msg m = {0};
+	uint64_t lead, lead2, term;
+	int k;
+
+	net_init(&n, 3, true, true);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	propose_cc(l, lead == 1 ? "R1" : lead == 2 ? "R2" : "R3");
+	net_settle(&n);
+	ck_assert_int_eq(raft_role(l->r), RAFT_FOLLOWER);
+	ck_assert_uint_eq(count_voters(l, NULL), 2);
+	ck_assert_int_eq(raft_campaign(l->r), -EPERM);
+	net_isolate(&n, lead, true);
+	lead2 = net_elect(&n, 100);
+	T_ASSERT(lead2 && lead2 != lead, "no new leader");
+	term = raft_term(l->r);
+	for (k = 0; k < 40; k++)
+		raft_tick(l->r);
+	net_settle(&n);
+	ck_assert_uint_eq(raft_term(l->r), term);
+	m.type = RAFT_MSG_TIMEOUT_NOW;
+	m.from = lead2;
+	m.to = lead;
+	m.term = term;
+	ck_assert_int_eq(raft_step(l->r, &m), 0);
+	ck_assert_int_eq(raft_role(l->r), RAFT_FOLLOWER);
+	ck_assert_uint_eq(raft_term(l->r), term);
+	net_free(&n);
+}
+END_TEST
+
+/* Thesis §3.10 leadership transfer: the target campaigns at once (no
+ * pre-vote: term + 1) and wins though the others are in their leader
+ * lease (check_quorum); proposals are refused meanwhile. */
+START_TEST(test_transfer_leader)
+{
+	struct tnet n;
+	struct tnode *l, *t;
+	uint64_t lead, term;
+	size_t i;
+
+	net_init(&n, 3, true, true);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	t = other(&n, lead, 1);
+	propose_str(l, "a");
+	net_settle(&n);
+	term = raft_term(l->r);
+	ck_assert_int_eq(raft_transfer_leader(l->r, t->id), 0);
+	ck_assert_uint_eq(raft_lead_transferee(l->r), t->id);
+	ck_assert_int_eq(raft_propose(l->r, "b", 1, NULL),
+			 CAIRN_ELEADER_TRANSFER);
+	net_settle(&n);
+	ck_assert_uint_eq(net_leader(&n), t->id);
+	ck_assert_uint_eq(raft_term(t->r), term + 1);
+	for (i = 0; i < 3; i++)
+		ck_assert_uint_eq(raft_leader(n.nodes[i].r), t->id);
+	ck_assert_uint_eq(raft_lead_transferee(l->r), RAFT_NONE);
+	net_free(&n);
+}
+END_TEST
+
+/* §3.10: the leader first brings the target up to date. */
+START_TEST(test_transfer_catches_up_first)
+{
+	struct tnet n;
+	struct tnode *l, *t;
+	uint64_t lead, idx = 0;
+	int k;
+
+	net_init(&n, 3, false, true);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	t = other(&n, lead, 2);
+	n.cut[lead][t->id] = true;
+	for (k = 0; k < 3; k++)
+		idx = propose_str(l, "c");
+	net_settle(&n);
+	ck_assert_uint_lt(raft_last_index(t->r), idx);
+	ck_assert_int_eq(raft_transfer_leader(l->r, t->id), 0);
+	net_settle(&n);
+	ck_assert_int_eq(raft_role(l->r), RAFT_LEADER); /* not caught up */
+	n.cut[lead][t->id] = false;
+	for (k = 0; k < 3 && net_leader(&n) != t->id; k++)
+		net_tick(&n);
+	ck_assert_uint_eq(net_leader(&n), t->id);
+	ck_assert_uint_ge(t->applied, idx);
+	net_free(&n);
+}
+END_TEST
+
+/* §3.10: a transfer that cannot finish is abandoned after an election
+ * timeout; forwarded proposals are dropped meanwhile; bad targets. */
+START_TEST(test_transfer_timeout)
+{
+	struct tnet n;
+	struct tnode *l, *t, *f;
+	uint64_t lead, last;
+	int k;
+
+	net_init(&n, 3, false, true);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	t = other(&n, lead, 1);
+	f = other(&n, lead, 2);
+	ck_assert_int_eq(raft_transfer_leader(f->r, lead), 0);
+	ck_assert_int_eq(raft_transfer_leader(f->r, t->id), CAIRN_ENOT_LEADER);
+	ck_assert_int_eq(raft_transfer_leader(l->r, lead),
+			 CAIRN_EBAD_LEADER_TRANSFEREE);
+	ck_assert_int_eq(raft_transfer_leader(l->r, 9),
+			 CAIRN_EBAD_LEADER_TRANSFEREE);
+	net_isolate(&n, t->id, true);
+	propose_str(l, "a");
+	net_settle(&n);
+	ck_assert_int_eq(raft_transfer_leader(l->r, t->id), 0);
+	last = raft_last_index(l->r);
+	ck_assert_int_eq(raft_propose(f->r, "p", 1, NULL), 0);
+	net_settle(&n);
+	ck_assert_uint_eq(raft_last_index(l->r), last);
+	for (k = 0; k < 9; k++)
+		net_tick(&n);
+	ck_assert_uint_eq(raft_lead_transferee(l->r), t->id);
+	net_tick(&n);
+	ck_assert_uint_eq(raft_lead_transferee(l->r), RAFT_NONE);
+	ck_assert_int_eq(raft_role(l->r), RAFT_LEADER);
+	propose_str(l, "b");
+	net_free(&n);
+}
+END_TEST
+
+/* Thesis §4.2.3 disruptive servers: with check_quorum, a member that heard
+ * from its leader within the election timeout ignores a vote request of a
+ * higher term, unless it comes from a leadership transfer. */
+START_TEST(test_vote_ignored_in_lease)
+{
+	struct tnet n;
+	struct tnode *f, *x;
+	struct raft_msg m = {0};
+	uint64_t lead, term;
+
+	net_init(&n, 3, false, true);
+	lead = net_elect(&n, 100);
+	f = other(&n, lead, 1);
+	x = other(&n, lead, 2);
+	term = raft_term(f->r);
+	m.type = RAFT_MSG_VOTE;
+	m.from = x->id;
+	m.to = f->id;
+	m.term = term + 1;
+	m.index = raft_last_index(x->r);
+	raft_entry_term(x->r, m.index, &m.log_term);
+	ck_assert_int_eq(raft_step(f->r, &m), 0);
+	ck_assert_uint_eq(raft_term(f->r), term);
+	ck_assert_uint_eq(raft_leader(f->r), lead);
+	m.transfer = true;
+	ck_assert_int_eq(raft_step(f->r, &m), 0);
+	ck_assert_uint_eq(raft_term(f->r), term + 1);
+	node_ready(&n, f);
+	ck_assert_uint_eq(f->hs.vote, x->id);
+	net_free(&n);
+}
+END_TEST
+
+/* Paper §7 / thesis §5: a follower that needs compacted entries gets a
+ * snapshot (SNAP in the leader's ready, installed with raft_restore),
+ * then replication resumes from it. */
+START_TEST(test_snapshot_catch_up)
+{
+	struct tnet n;
+	struct tnode *l, *f;
+	struct raft_progress_info pi;
+	uint64_t lead, idx = 0, term;
+	int k;
+
+	net_init(&n, 3, false, false);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	f = other(&n, lead, 1);
+	net_isolate(&n, f->id, true);
+	for (k = 0; k < 10; k++)
+		idx = propose_str(l, "s");
+	net_settle(&n);
+	ck_assert_int_eq(raft_entry_term(l->r, idx, &term), 0);
+	raft_compact(l->r, idx, term);
+	ck_assert_uint_eq(raft_first_index(l->r), idx + 1);
+	n.snap_fail = true; /* first the "server" fails to send it */
+	net_isolate(&n, f->id, false);
+	net_tick(&n);
+	ck_assert_uint_ge(n.n_snaps, 1);
+	ck_assert_uint_lt(f->applied, idx);
+	ck_assert_int_eq(raft_progress(l->r, f->id, &pi), 0);
+	ck_assert_int_ne(pi.state, 1);
+	net_tick(&n); /* retried after a sign of life */
+	ck_assert_uint_ge(n.n_snaps, 2);
+	n.snap_fail = false;
+	for (k = 0; k < 3; k++)
+		net_tick(&n);
+	ck_assert_uint_eq(f->applied, idx);
+	ck_assert_uint_eq(raft_first_index(f->r), idx + 1);
+	ck_assert_int_eq(raft_progress(l->r, f->id, &pi), 0);
+	ck_assert_int_eq(pi.state, 1);
+	ck_assert_uint_eq(pi.match, idx);
+	idx = propose_str(l, "after");
+	net_settle(&n);
+	ck_assert_uint_eq(f->applied, idx);
+	net_free(&n);
+}
+END_TEST
+
+/* raft_restore's refusals (its contract in raft.h). */
+START_TEST(test_restore_errors)
+{
+	struct tnet n;
+	struct tnode *l, *f;
+	struct raft_snap_meta meta = {0};
+	uint64_t lead, term;
+
+	net_init(&n, 3, false, false);
+	lead = net_elect(&n, 100);
+	/* A second term, so that an older one exists. */
+	ck_assert_int_eq(raft_transfer_leader(net_node(&n, lead)->r,
+					      other(&n, lead, 1)->id),
+			 0);
+	net_settle(&n);
+	lead = net_leader(&n);
+	l = net_node(&n, lead);
+	f = other(&n, lead, 1);
+	propose_str(l, "a");
+	net_settle(&n);
+	term = raft_term(f->r);
+	ck_assert_uint_ge(term, 2);
+	meta.voters = n.voters;
+	meta.n_voters = 3;
+	meta.index = raft_commit_index(f->r);
+	meta.term = 1;
+	ck_assert_int_eq(raft_restore(f->r, &meta, lead, term), -ESTALE);
+	meta.index += 5;
+	ck_assert_int_eq(raft_restore(f->r, &meta, lead, term - 1), -ESTALE);
+	meta.term = term;
+	ck_assert_int_eq(raft_restore(f->r, &meta, f->id, term), -EINVAL);
+	ck_assert_int_eq(raft_restore(f->r, NULL, lead, term), -EINVAL);
+	ck_assert_int_eq(raft_restore(l->r, &meta, f->id, term), -ESTALE);
+	raft_ready(f->r, &f->rd);
+	f->rd_out = true;
+	ck_assert_int_eq(raft_restore(f->r, &meta, lead, term), -EBUSY);
+	node_ready_end(f);
+	ck_assert_int_eq(raft_restore(f->r, &meta, lead, term), 0);
+	ck_assert_uint_eq(raft_commit_index(f->r), meta.index);
+	ck_assert_uint_eq(raft_applied_index(f->r), meta.index);
+	ck_assert_uint_eq(raft_last_index(f->r), meta.index);
+	ck_assert_int_eq(raft_check(f->r), 0);
+	net_free(&n);
+}
+END_TEST
+
+static size_t count_apps(const struct raft_ready *rd, uint64_t to, size_t *ents)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < rd->n_msgs; i++) {
+		if (rd->msgs[i].type != RAFT_MSG_APP || rd->msgs[i].to != to ||
+		    !rd->msgs[i].n_entries)
+			continue;
+		k++;
+		if (ents)
+			*ents += rd->msgs[i].n_entries;
+	}
+	return k;
+}
+
+/* etcd's MaxInflightBytes: unacknowledged payload to a follower is
+ * bounded; max_msg_bytes bounds one APP (one entry always goes). */
+START_TEST(test_flow_control_bytes)
+{
+	struct tnet n;
+	struct tnode *l, *f, *g;
+	uint64_t lead;
+	size_t i, to_f = 0, to_g = 0, ents = 0;
+	char big[61];
+	int k;
+
+	net_init(&n, 3, false, false);
+	for (i = 0; i < 3; i++) {
+		raft_destroy(n.nodes[i].r);
+		n.nodes[i].cfg.max_inflight_bytes = 100;
+		n.nodes[i].cfg.max_msg_bytes = 100;
+		ck_assert_int_eq(node_start(&n, &n.nodes[i]), 0);
+	}
+	memset(big, 'b', 60);
+	big[60] = 0;
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	f = other(&n, lead, 1);
+	g = other(&n, lead, 2);
+	propose_str(l, "x");
+	net_settle(&n); /* both replicating now */
+	n.cut[f->id][lead] = true;
+	for (k = 0; k < 5; k++) {
+		propose_str(l, big);
+		node_ready_begin(&n, l);
+		to_f += count_apps(&l->rd, f->id, NULL);
+		to_g += count_apps(&l->rd, g->id, NULL);
+		node_ready_end(l);
+		for (i = 0; i < 4; i++) {
+			net_deliver(&n);
+			node_ready(&n, f);
+			node_ready(&n, g);
+		}
+	}
+	ck_assert_uint_eq(to_f, 2); /* 60, 120 >= 100: paused */
+	ck_assert_uint_eq(to_g, 5);
+	/* Three entries ready at once: 60 + 60 > 100, one per APP. */
+	n.cut[f->id][lead] = false;
+	for (k = 0; k < 3; k++)
+		propose_str(l, big);
+	node_ready_begin(&n, l);
+	ck_assert_uint_eq(count_apps(&l->rd, g->id, &ents), 1);
+	ck_assert_uint_eq(ents, 1);
+	node_ready_end(l);
+	net_settle(&n);
+	net_tick(&n);
+	ck_assert_uint_eq(f->applied, raft_last_index(l->r));
+	ck_assert_uint_eq(g->applied, raft_last_index(l->r));
+	net_free(&n);
+}
+END_TEST
+
+/* Ask a read on t, remembering what it must cover. */
+static void sim_read(struct tnet *n, struct tnode *t)
+{
+	uint64_t need = 0, ctx = ++n->read_ctx;
+	size_t i;
+	int err;
+
+	for (i = 0; i < n->n; i++)
+		if (n->nodes[i].r && raft_commit_index(n->nodes[i].r) > need)
+			need = raft_commit_index(n->nodes[i].r);
+	if (ctx < TN_MAX_READS)
+		n->read_need[ctx] = need;
+	err = raft_read_index(t->r, ctx);
+	T_ASSERT(err == 0 || err == CAIRN_ENO_LEADER, "read: %d", err);
+}
+
+/* The cluster operations of a simulation step (c in [40, 60)). */
+static void sim_cluster_op(struct tnet *n, struct tnode *t, uint64_t c,
+			   uint64_t *rng)
+{
+	uint64_t term;
+	int err;
+
+	if (c < 46) {
+		err = raft_propose(t->r, "fw", 2, NULL);
+		T_ASSERT(err == 0 || err == CAIRN_ENO_LEADER ||
+				 err == CAIRN_ELEADER_TRANSFER,
+			 "propose: %d", err);
+	} else if (c < 52) {
+		sim_read(n, t);
+	} else if (c < 54 && raft_role(t->r) == RAFT_LEADER) {
+		err = raft_transfer_leader(t->r, xorshift(rng) % n->n + 1);
+		T_ASSERT(err == 0 || err == CAIRN_EBAD_LEADER_TRANSFEREE,
+			 "transfer: %d", err);
+	} else if (c < 56 && t->applied > 3 && !t->rd_out &&
+		   raft_entry_term(t->r, t->applied - 3, &term) == 0) {
+		raft_compact(t->r, t->applied - 3, term);
+	}
+}
+
 /* Seeded simulation: message loss, duplication and reordering,
  * partitions, fsyncs completing late, crashes (losing what was not yet
- * durable) and restarts from stable storage, proposals; the safety checks
- * run after every delivery round. In the end the network heals and every
- * member applies everything any member applied. */
+ * durable) and restarts from stable storage, proposals (also forwarded),
+ * ReadIndex, leadership transfers, compaction and snapshots; the safety
+ * checks run after every delivery round. In the end the network heals and
+ * every member applies everything any member applied. */
 static void simulate_once(size_t members, unsigned variant)
 {
 	struct tnet n;
 	uint64_t rng, lead;
-	int step;
+	int step, err;
 	size_t i;
 	char b[32];
 
@@ -1371,7 +2272,11 @@ static void simulate_once(size_t members, unsigned variant)
 			t->up = true;
 		} else if (c < 40 && t->up && raft_role(t->r) == RAFT_LEADER) {
 			snprintf(b, sizeof(b), "s%d", step);
-			propose_str(t, b);
+			err = raft_propose(t->r, b, strlen(b), NULL);
+			T_ASSERT(err == 0 || err == CAIRN_ELEADER_TRANSFER,
+				 "propose: %d", err);
+		} else if (c < 60 && t->up) {
+			sim_cluster_op(&n, t, c, &rng);
 		}
 		if (!chaos) {
 			for (i = 1; i <= members; i++)
@@ -1391,6 +2296,10 @@ static void simulate_once(size_t members, unsigned variant)
 	}
 	lead = net_elect(&n, 200);
 	T_ASSERT(lead, "no leader after healing");
+	for (i = 0; i < 20 && raft_lead_transferee(net_node(&n, lead)->r); i++)
+		net_tick(&n); /* a transfer ends within an election timeout */
+	lead = net_elect(&n, 200);
+	T_ASSERT(lead, "no leader after the transfer");
 	propose_str(net_node(&n, lead), "final");
 	T_ASSERT(raft_last_index(net_node(&n, lead)->r) > 2, "no progress");
 	for (i = 0; i < 5; i++)
@@ -1435,6 +2344,7 @@ Suite *raft_suite(void)
 	TCase *tc = tcase_create("single");
 
 	tcase_add_test(tc, test_create_errors);
+	tcase_add_test(tc, test_restart_torn_hard_state);
 	tcase_add_test(tc, test_single_restart_from_snapshot);
 	tcase_add_test(tc, test_single_elects_on_timeout);
 	tcase_add_test(tc, test_single_campaign_pre_vote);
@@ -1457,6 +2367,24 @@ Suite *raft_suite(void)
 	tcase_add_test(tc, test_figure8_commit_through_current_term);
 	tcase_add_test(tc, test_truncate_during_ready);
 	tcase_add_test(tc, test_compact_during_ready);
+	tcase_add_test(tc, test_follower_propose_forwards);
+	tcase_add_test(tc, test_read_index_leader_needs_quorum);
+	tcase_add_test(tc, test_read_index_waits_for_term_commit);
+	tcase_add_test(tc, test_read_index_follower);
+	tcase_add_test(tc, test_read_index_lone_voter);
+	tcase_add_test(tc, test_read_index_dropped_on_step_down);
+	tcase_add_test(tc, test_learner);
+	tcase_add_test(tc, test_conf_change_one_at_a_time);
+	tcase_add_test(tc, test_add_member);
+	tcase_add_test(tc, test_conf_change_pending_after_election);
+	tcase_add_test(tc, test_remove_leader);
+	tcase_add_test(tc, test_transfer_leader);
+	tcase_add_test(tc, test_transfer_catches_up_first);
+	tcase_add_test(tc, test_transfer_timeout);
+	tcase_add_test(tc, test_vote_ignored_in_lease);
+	tcase_add_test(tc, test_snapshot_catch_up);
+	tcase_add_test(tc, test_restore_errors);
+	tcase_add_test(tc, test_flow_control_bytes);
 	tcase_add_test(tc, test_simulation_three);
 	tcase_add_test(tc, test_simulation_five);
 	suite_add_tcase(s, tc);

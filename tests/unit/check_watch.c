@@ -3,18 +3,22 @@
  * like a full gRPC stream. */
 #include <check.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "conf/config.h"
 #include "core/errors.h"
 #include "core/mvcc/mvcc.h"
+#include "core/server_int.h"
 #include "core/watch.h"
-#include "tests/unit/tmpdir.h"
 #include "engines/engine.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/tmpdir.h"
 
 /* ---- fixture: store, loop, hub ---- */
 
@@ -561,6 +565,421 @@ START_TEST(test_hub_destroy_detaches)
 }
 END_TEST
 
+/* A member installs a snapshot (issue 5): the engine under the mvcc is
+ * replaced by another holding the same history and more, and mvcc is
+ * reloaded in place. Watchers resume from their next revision in the
+ * new store, then go on live. */
+static void replace_store(int64_t compact_at)
+{
+	struct engine_config cfg = {0, 0};
+	struct engine_handle oh;
+	struct mvcc *om;
+	const char *name = eh.ops->name;
+	char path[128];
+
+	/* the "leader": a=1 (2), a=2 (3), b=1 (4), c=1 (5) */
+	snprintf(path, sizeof(path), "%s/leader", tmpdir);
+	ck_assert_int_eq(engine_open(name, path, &cfg, &oh), 0);
+	ck_assert_int_eq(mvcc_open(&oh, &om), 0);
+	{
+		struct mvcc *keep = m;
+
+		m = om; /* put() works on m */
+		put("a", "1");
+		put("a", "2");
+		put("b", "1");
+		put("c", "1");
+		if (compact_at)
+			ck_assert_int_eq(mvcc_compact(m, compact_at), 0);
+		ck_assert_int_eq(mvcc_set_consistent_index(m, 42), 0);
+		ck_assert_int_eq(mvcc_commit(m, true), 0);
+		m = keep;
+	}
+	mvcc_close(om);
+	engine_close(&oh);
+	/* the install: same struct engine_handle, same struct mvcc */
+	mvcc_release_view(m);
+	engine_close(&eh);
+	ck_assert_int_eq(engine_open(name, path, &cfg, &eh), 0);
+	ck_assert_int_eq(mvcc_reload(m), 0);
+	ck_assert_uint_eq(mvcc_consistent_index(m), 42);
+	ck_assert_int_eq(mvcc_rev(m), 5);
+	watch_hub_restore(hub);
+}
+
+START_TEST(test_restore_resumes)
+{
+	struct sink sk = {0};
+	struct watch_stream *st;
+	struct watch_req ra = req_key("a"), rb = req_range("b", "d");
+	struct cev ev[8];
+	int64_t ida, idb;
+	size_t n, unsynced;
+
+	open_hub(NULL);
+	ck_assert_int_eq(watch_stream_create(hub, sink_send, &sk, &st), 0);
+	ck_assert_int_eq(watch_stream_watch(st, &ra, &ida), 0);
+	ck_assert_int_eq(watch_stream_watch(st, &rb, &idb), 0);
+	ck_assert_int_eq(put("a", "1"), 2);
+	spin();
+	ck_assert_uint_eq(events_of(&sk, ida, ev, 8), 1);
+	replace_store(0);
+	ck_assert_uint_eq(watch_hub_count(hub, &unsynced), 2);
+	ck_assert_uint_eq(unsynced, 2);
+	spin();
+	/* a: rev 3 only (rev 2 was handed already); b..d: revs 4 and 5 */
+	n = events_of(&sk, ida, ev, 8);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(ev[1].mod_rev, 3);
+	ck_assert_str_eq(ev[1].val, "2");
+	n = events_of(&sk, idb, ev, 8);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(ev[0].key, "b");
+	ck_assert_str_eq(ev[1].key, "c");
+	ck_assert_uint_eq(watch_hub_count(hub, &unsynced), 2);
+	ck_assert_uint_eq(unsynced, 0);
+	/* live again, through the observer mvcc_reload kept */
+	ck_assert_int_eq(put("a", "3"), 6);
+	spin();
+	n = events_of(&sk, ida, ev, 8);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_int_eq(ev[2].mod_rev, 6);
+	watch_stream_destroy(st);
+	sink_clear(&sk);
+}
+END_TEST
+
+START_TEST(test_restore_compacted)
+{
+	struct sink sk = {0};
+	struct watch_stream *st;
+	struct watch_req ra = req_key("a"), rc = req_key("c");
+	int64_t ida, idc;
+	bool canceled_a = false, canceled_c = false;
+
+	open_hub(NULL);
+	ck_assert_int_eq(watch_stream_create(hub, sink_send, &sk, &st), 0);
+	ck_assert_int_eq(watch_stream_watch(st, &ra, &ida), 0);
+	ck_assert_int_eq(put("a", "1"), 2);
+	spin();
+	/* a future start (6) is past the compaction: it stays */
+	rc.start_rev = 6;
+	ck_assert_int_eq(watch_stream_watch(st, &rc, &idc), 0);
+	replace_store(4); /* a needs revision 3: compacted in the new store */
+	spin();
+	for (size_t i = 0; i < sk.n; i++) {
+		if (sk.r[i].id == ida && sk.r[i].canceled) {
+			canceled_a = true;
+			ck_assert_int_eq(sk.r[i].compact_rev, 4);
+		}
+		if (sk.r[i].id == idc && sk.r[i].canceled)
+			canceled_c = true;
+	}
+	ck_assert(canceled_a);
+	ck_assert(!canceled_c);
+	ck_assert_uint_eq(watch_hub_count(hub, NULL), 1);
+	watch_stream_destroy(st);
+	sink_clear(&sk);
+}
+END_TEST
+
+/* ---- the snapshot image between members (core/server_snap.c) ---- */
+
+static char sdir[64];
+
+static void snap_setup(void)
+{
+	ut_tmpdir(sdir, sizeof(sdir), "check_snapimg");
+}
+
+static void snap_teardown(void)
+{
+	ut_rmtree(sdir);
+}
+
+/* A "leader" store on engine `name` at sdir/src: keys with history, a
+ * compaction, a lease and a member; consistent index 77. */
+static void snap_make_src(const char *name, char *path, size_t cap)
+{
+	struct engine_config cfg = {0, 0};
+	struct engine_handle h;
+	struct mvcc *keep = m;
+
+	snprintf(path, cap, "%s/src-%s", sdir, name);
+	ck_assert_int_eq(engine_open(name, path, &cfg, &h), 0);
+	ck_assert_int_eq(mvcc_open(&h, &m), 0);
+	for (int i = 0; i < 50; i++) {
+		char k[16], v[16];
+
+		snprintf(k, sizeof(k), "k%03d", i);
+		snprintf(v, sizeof(v), "v%d", i);
+		put(k, v);
+		put(k, "again");
+	}
+	del("k007");
+	ck_assert_int_eq(mvcc_compact(m, 20), 0);
+	ck_assert_int_eq(mvcc_set_consistent_index(m, 77), 0);
+	ck_assert_int_eq(engine_bucket_create(&h, "lease"), 0);
+	ck_assert_int_eq(engine_put(&h, "lease", "L1", 2, "lease-one", 9), 0);
+	ck_assert_int_eq(engine_bucket_create(&h, "members"), 0);
+	ck_assert_int_eq(engine_put(&h, "members", "m1", 2, "{}", 2), 0);
+	ck_assert_int_eq(mvcc_commit(m, true), 0);
+	/* written after the image is taken: must not be in it */
+	mvcc_close(m);
+	m = keep;
+	ck_assert_int_eq(engine_put(&h, "lease", "L2", 2, "late", 4), 0);
+	ck_assert_int_eq(engine_commit(&h, true), 0);
+	engine_close(&h);
+}
+
+static void snap_write(const char *name, const char *src, const char *img,
+		       bool with_late_write)
+{
+	struct engine_config cfg = {0, 0};
+	struct engine_handle h;
+	int fd;
+
+	ck_assert_int_eq(engine_open(name, src, &cfg, &h), 0);
+	fd = open(img, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	if (with_late_write) /* uncommitted: not in the image */
+		ck_assert_int_eq(engine_put(&h, "lease", "L3", 2, "x", 1), 0);
+	ck_assert_int_eq(server_snap_image_write(&h, 77, 3, fd), 0);
+	close(fd);
+	engine_close(&h);
+}
+
+static void snap_check_built(const char *name, const char *db)
+{
+	struct engine_config cfg = {0, 0};
+	struct engine_handle h;
+	struct engine_view *v;
+	struct engine_slice val;
+	struct mvcc_range_result rr;
+	struct mvcc *mm;
+
+	ck_assert_int_eq(engine_open(name, db, &cfg, &h), 0);
+	ck_assert_int_eq(mvcc_open(&h, &mm), 0);
+	ck_assert_uint_eq(mvcc_consistent_index(mm), 77);
+	ck_assert_int_eq(mvcc_rev(mm), 102);
+	ck_assert_int_eq(mvcc_compact_rev(mm), 20);
+	ck_assert_int_eq(mvcc_range(mm, (const uint8_t *)"k", 1,
+				    (const uint8_t *)"l", 1, NULL, &rr),
+			 0);
+	ck_assert_uint_eq(rr.n, 49);
+	ck_assert_int_eq(rr.kvs[0].version, 2);
+	ck_assert_int_eq(memcmp(rr.kvs[0].value, "again", 5), 0);
+	mvcc_range_result_free(&rr);
+	/* history after the compaction is there too */
+	{
+		struct mvcc_range_opts o = {0};
+
+		o.rev = 21;
+		ck_assert_int_eq(mvcc_range(mm, (const uint8_t *)"k", 1,
+					    (const uint8_t *)"l", 1, &o, &rr),
+				 0);
+		ck_assert_uint_eq(rr.n, 10); /* k000..k009 exist at 21 */
+		mvcc_range_result_free(&rr);
+	}
+	mvcc_close(mm);
+	ck_assert_int_eq(engine_view_open(&h, &v), 0);
+	ck_assert_int_eq(engine_get(&h, v, "lease", "L1", 2, &val), 0);
+	ck_assert_int_eq(memcmp(val.p, "lease-one", 9), 0);
+	ck_assert_int_eq(engine_get(&h, v, "members", "m1", 2, &val), 0);
+	ck_assert_int_eq(engine_get(&h, v, "lease", "L3", 2, &val), -ENOENT);
+	engine_view_close(&h, v);
+	engine_close(&h);
+}
+
+/* Every engine's image builds into every engine, the same data. */
+START_TEST(test_snapimg_roundtrip)
+{
+	const struct engine_ops *const *l = engine_list();
+
+	for (size_t i = 0; l[i]; i++) {
+		char src[128], img[128];
+
+		snap_make_src(l[i]->name, src, sizeof(src));
+		snprintf(img, sizeof(img), "%s/img-%s", sdir, l[i]->name);
+		for (size_t j = 0; l[j]; j++) {
+			char db[128];
+
+			/* the image is consumed by the build */
+			snap_write(l[i]->name, src, img, true);
+			snprintf(db, sizeof(db), "%s/%s-to-%s.snap.db", sdir,
+				 l[i]->name, l[j]->name);
+			ck_assert_int_eq(server_snap_image_build(
+						 img, l[j]->name, db, 77, 3),
+					 0);
+			ck_assert_int_ne(access(img, F_OK), 0);
+			snap_check_built(l[j]->name, db);
+		}
+	}
+}
+END_TEST
+
+/* A copy of img with its size cut to len, or byte off xor'ed with x. */
+static void snap_corrupt(const char *img, const char *out, off_t len, off_t off,
+			 uint8_t x)
+{
+	FILE *in = fopen(img, "rb"), *o = fopen(out, "wb");
+	int c;
+	off_t n = 0;
+
+	ck_assert_ptr_nonnull(in);
+	ck_assert_ptr_nonnull(o);
+	while ((c = fgetc(in)) != EOF && (len < 0 || n < len)) {
+		if (n == off)
+			c ^= x;
+		fputc(c, o);
+		n++;
+	}
+	fclose(in);
+	fclose(o);
+}
+
+/* A bad image is refused (never a crash), and leaves nothing behind. */
+START_TEST(test_snapimg_bad)
+{
+	const char *name = engine_default_name();
+	char src[128], img[128], bad[128], db[128];
+	struct stat st;
+	off_t size;
+
+	snap_make_src(name, src, sizeof(src));
+	snprintf(img, sizeof(img), "%s/img", sdir);
+	snprintf(bad, sizeof(bad), "%s/bad", sdir);
+	snprintf(db, sizeof(db), "%s/out.snap.db", sdir);
+	snap_write(name, src, img, false);
+	ck_assert_int_eq(stat(img, &st), 0);
+	size = st.st_size;
+	/* truncated anywhere: the header, a record, the end record */
+	for (off_t cut = 0; cut < size; cut += size / 37 + 1) {
+		snap_corrupt(img, bad, cut, -1, 0);
+		ck_assert_int_eq(server_snap_image_build(bad, name, db, 77, 3),
+				 CAIRN_ECORRUPT);
+		ck_assert_int_ne(access(db, F_OK), 0);
+	}
+	snap_corrupt(img, bad, size - 1, -1, 0);
+	ck_assert_int_eq(server_snap_image_build(bad, name, db, 77, 3),
+			 CAIRN_ECORRUPT);
+	/* wrong magic, another index or term than announced */
+	snap_corrupt(img, bad, -1, 0, 0x20);
+	ck_assert_int_eq(server_snap_image_build(bad, name, db, 77, 3),
+			 CAIRN_ECORRUPT);
+	snap_corrupt(img, bad, -1, -1, 0);
+	ck_assert_int_eq(server_snap_image_build(bad, name, db, 78, 3),
+			 CAIRN_ECORRUPT);
+	snap_corrupt(img, bad, -1, -1, 0);
+	ck_assert_int_eq(server_snap_image_build(bad, name, db, 77, 4),
+			 CAIRN_ECORRUPT);
+	/* trailing garbage */
+	snap_corrupt(img, bad, -1, -1, 0);
+	{
+		FILE *f = fopen(bad, "ab");
+
+		fputc(1, f);
+		fclose(f);
+	}
+	ck_assert_int_eq(server_snap_image_build(bad, name, db, 77, 3),
+			 CAIRN_ECORRUPT);
+	/* flipped bytes in lengths and kinds: refused or built, no crash
+	 * (the transport's CRC-32C catches flips in the data) */
+	for (off_t off = 24; off < size; off += size / 53 + 1) {
+		int err;
+
+		snap_corrupt(img, bad, -1, off, 0xff);
+		err = server_snap_image_build(bad, name, db, 77, 3);
+		if (err < 0)
+			ck_assert_int_ne(access(db, F_OK), 0);
+	}
+	ck_assert_int_ne(access(bad, F_OK), 0); /* consumed every time */
+}
+END_TEST
+
+/* A crash between the WAL marker and the db swap: at start the engine
+ * holds less than the marker and <index>.snap.db is there; recovery swaps
+ * it in (a file, or a directory for rocksdb) and reloads MVCC in place. */
+START_TEST(test_snap_recover)
+{
+	const struct engine_ops *const *l = engine_list();
+
+	for (size_t i = 0; l[i]; i++) {
+		struct engine_config ecfg = {0, 0};
+		struct config cfg;
+		struct server *s = calloc(1, sizeof(*s));
+		char src[128], img[128], path[4400], errbuf[256];
+		struct mvcc *before;
+
+		ck_assert_ptr_nonnull(s);
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.backend = (char *)l[i]->name;
+		s->cfg = &cfg;
+		snprintf(s->member_dir, sizeof(s->member_dir), "%s/m-%s/member",
+			 sdir, l[i]->name);
+		snprintf(path, sizeof(path), "%s/m-%s", sdir, l[i]->name);
+		ck_assert_int_eq(mkdir(path, 0700), 0);
+		ck_assert_int_eq(mkdir(s->member_dir, 0700), 0);
+		snprintf(path, sizeof(path), "%s/snap", s->member_dir);
+		ck_assert_int_eq(mkdir(path, 0700), 0);
+		/* the old state: one key, index 5 */
+		snprintf(path, sizeof(path), "%s/snap/db", s->member_dir);
+		ck_assert_int_eq(engine_open(l[i]->name, path, &ecfg, &s->eng),
+				 0);
+		ck_assert_int_eq(mvcc_open(&s->eng, &s->mvcc), 0);
+		before = m;
+		m = s->mvcc;
+		put("old", "1");
+		m = before;
+		ck_assert_int_eq(mvcc_set_consistent_index(s->mvcc, 5), 0);
+		ck_assert_int_eq(mvcc_commit(s->mvcc, true), 0);
+		s->applied_index = 5;
+		/* the received image, built, but db not swapped yet */
+		snap_make_src(l[i]->name, src, sizeof(src));
+		snprintf(img, sizeof(img), "%s/img", sdir);
+		snap_write(l[i]->name, src, img, false);
+		snprintf(path, sizeof(path), "%s/snap/%016llx.snap.db",
+			 s->member_dir, 77ull);
+		ck_assert_int_eq(
+			server_snap_image_build(img, l[i]->name, path, 77, 3),
+			0);
+		/* a partial image the transport was receiving at the crash */
+		{
+			char part[4400];
+			FILE *pf;
+
+			snprintf(part, sizeof(part), "%s/snap/peer-snap-x1",
+				 s->member_dir);
+			pf = fopen(part, "w");
+			ck_assert_ptr_nonnull(pf);
+			fclose(pf);
+		}
+		/* a marker at 77: finish the install */
+		before = s->mvcc;
+		ck_assert_int_eq(
+			server_snap_recover(s, 77, errbuf, sizeof(errbuf)), 0);
+		ck_assert_ptr_eq(s->mvcc, before);
+		ck_assert_uint_eq(s->applied_index, 77);
+		ck_assert_uint_eq(mvcc_consistent_index(s->mvcc), 77);
+		ck_assert_int_eq(mvcc_rev(s->mvcc), 102);
+		ck_assert_int_ne(access(path, F_OK), 0); /* moved into place */
+		snprintf(path, sizeof(path), "%s/snap/peer-snap-x1",
+			 s->member_dir);
+		ck_assert_int_ne(access(path, F_OK), 0);
+		/* again: nothing to do now */
+		ck_assert_int_eq(
+			server_snap_recover(s, 77, errbuf, sizeof(errbuf)), 0);
+		ck_assert_uint_eq(s->applied_index, 77);
+		mvcc_close(s->mvcc);
+		engine_close(&s->eng);
+		/* and it reopens as the new state */
+		snprintf(path, sizeof(path), "%s/snap/db", s->member_dir);
+		snap_check_built(l[i]->name, path);
+		free(s);
+	}
+}
+END_TEST
+
 Suite *watch_suite(void)
 {
 	Suite *s = suite_create("watch");
@@ -577,6 +996,15 @@ Suite *watch_suite(void)
 	tcase_add_test(tc, test_unsynced_compacted);
 	tcase_add_test(tc, test_progress);
 	tcase_add_test(tc, test_hub_destroy_detaches);
+	tcase_add_test(tc, test_restore_resumes);
+	tcase_add_test(tc, test_restore_compacted);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("snapimage");
+	tcase_add_checked_fixture(tc, snap_setup, snap_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_snapimg_roundtrip);
+	tcase_add_test(tc, test_snapimg_bad);
+	tcase_add_test(tc, test_snap_recover);
 	suite_add_tcase(s, tc);
 	return s;
 }
