@@ -128,8 +128,7 @@ static int peer_urls_of(const struct config *c, const char *name, char *out,
 }
 
 /* etcd's NewMember without a time: sha1(sorted peer URLs + token). */
-static int member_id_of(const struct config *c, const char *name,
-			uint64_t *id)
+static int member_id_of(const struct config *c, const char *name, uint64_t *id)
 {
 	char buf[4096 + 256];
 	int err = peer_urls_of(c, name, buf, 4096);
@@ -434,8 +433,8 @@ static void on_peer_msg(void *arg, const struct raft_msg *m)
 		return;
 	err = raft_step(s->raft, m);
 	if (err == CAIRN_ECORRUPT) {
-		server_fail_fatal(s, err, "raft (a leader rewrote a committed "
-					  "entry)");
+		server_fail_fatal(s, err,
+				  "raft (a leader rewrote a committed entry)");
 		return;
 	}
 	if (err < 0)
@@ -479,8 +478,8 @@ static int open_peers(struct server *s, char *errbuf, size_t errlen)
 	snprintf(snap_dir, sizeof(snap_dir), "%s/snap", s->member_dir);
 	pc.cluster_id = s->cluster_id;
 	pc.self_id = s->member_id;
-	pc.max_frame = frame > PEER_DEFAULT_MAX_FRAME ? frame
-						      : PEER_DEFAULT_MAX_FRAME;
+	pc.max_frame =
+		frame > PEER_DEFAULT_MAX_FRAME ? frame : PEER_DEFAULT_MAX_FRAME;
 	pc.max_queue_bytes = 4 * pc.max_frame > PEER_DEFAULT_QUEUE_BYTES
 				     ? 4 * pc.max_frame
 				     : PEER_DEFAULT_QUEUE_BYTES;

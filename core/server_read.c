@@ -447,8 +447,8 @@ int server_propose(struct server *s, enum server_req kind, const uint8_t *req,
 	}
 	/* a follower's raft forwards it to the leader; without a leader
 	 * (or during a transfer) it is held, behind those held already */
-	err = s->held ? CAIRN_ENO_LEADER : raft_propose(s->raft, data, dlen,
-							NULL);
+	err = s->held ? CAIRN_ENO_LEADER
+		      : raft_propose(s->raft, data, dlen, NULL);
 	if (raft_holds_back(err))
 		err = server_held_add(s, id, data, dlen);
 	else

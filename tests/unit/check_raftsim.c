@@ -16,7 +16,8 @@ so does a crash or a hang inside raft (signal handler, alarm).
  *
  * THE MODEL (one seed = one cluster of 3 or 5 voters, odd seeds 5; the
  * seed also picks pre-vote, check-quorum, fault rates, torn writes, and
- * raft's message and flow-control limits, from its defaults to 1 entry)
+ * raft's message and flow-control limits, from its defaults to a few
+ * entries)
  *  - Members (ids 1..SIM_IDS): a raft plus modelled storage. The WAL has a
  *    durable part (hard state, entries after a compaction point); a ready's
  *    entries and hard state are written and fsynced after a random delay,
@@ -41,7 +42,9 @@ so does a crash or a hang inside raft (signal handler, alarm).
  *    sender's state machine image installed with raft_restore() on the
  *    target, then raft_report_snapshot() on the sender).
  *  - Faults stop after a random number of ticks: the network heals, loss
- *    and duplication stop, every member (not removed) is up.
+ *    and duplication stop, every member (not removed) is up, clients
+ *    stop writing (the backlog is bounded: a member down for long may
+ *    have hundreds of entries to catch up on through a small window).
  *
  * CHECKED AFTER EVERY STEP (one event: a tick, a delivery, an fsync ...)
  *  1. Election Safety (§5.2): at most one leader per term, ever.
@@ -59,7 +62,9 @@ so does a crash or a hang inside raft (signal handler, alarm).
  *     known anywhere when the read was asked (so it sees every write
  *     acknowledged before it), and it comes back to the member that asked.
  *  6. Contract: rd.committed is durable, raft_step() accepts the messages
- *     raft sent, a restart from durable state is accepted; and every 16
+ *     raft sent, a restart from durable state is accepted, the durable
+ *     term never goes back nor a durable vote changes within its term, a
+ *     commit index never goes back, only voters campaign; and every 16
  *     steps raft_check() holds and raft's configuration is the state
  *     machine's.
  *  7. Liveness: after the faults stop, within SIM_LIVE_TICKS ticks a leader
@@ -102,7 +107,7 @@ SIM_WEAK int raft_restore(struct raft *r, const struct raft_snap_meta *meta,
 #define RAFTSIM_DEFAULT_SEEDS 2000
 #define SIM_IDS 9	       /* member ids 1..9; never reused */
 #define SIM_TICK 100	       /* time units per tick */
-#define SIM_LIVE_TICKS 200     /* liveness bound after the faults stop */
+#define SIM_LIVE_TICKS 300     /* liveness bound after the faults stop */
 #define SIM_MAX_EVENTS 4000000 /* per seed: a runaway is a failure */
 
 /* ---- randomness ---- */
@@ -228,7 +233,7 @@ struct sim {
 	size_t max_msg_bytes;
 	uint64_t chaos_end;
 	bool chaos, done;
-	uint64_t final_index, final_hash;
+	uint64_t final_index, final_hash, final_term;
 	uint64_t live_leader, live_ctx; /* reads asked after the faults */
 	uint32_t live_answered;
 	struct node nodes[SIM_IDS + 1];
@@ -568,6 +573,47 @@ static void log_truncate(struct node *n, uint64_t from)
 	n->n_log = keep;
 }
 
+/* §5.2/§5.6: the durable term never goes back, and a durable vote is
+ * never changed within its term (one vote per term, even across crashes;
+ * a torn write can only lose a vote, which never left). */
+static void hs_keep(struct sim *s, struct node *n,
+		    const struct raft_hard_state *hs)
+{
+	const struct raft_hard_state *o = &n->hs;
+
+	SIM_CHECK(s,
+		  hs->term >= o->term && (hs->term > o->term || !o->vote ||
+					  hs->vote == o->vote),
+		  "member %llu: durable hard state term %llu vote %llu "
+		  "replaced by term %llu vote %llu",
+		  ULL(n->id), ULL(o->term), ULL(o->vote), ULL(hs->term),
+		  ULL(hs->vote));
+	n->hs = *hs;
+}
+
+/* The WAL's snapshot marker: entries up to index are dropped; the ones
+ * after it are kept if they follow (index, term), else dropped too (raft
+ * drops them: they belong to another history). */
+static void log_restore(struct node *n, uint64_t index, uint64_t term)
+{
+	const struct raft_entry *e = log_at(n, index);
+	size_t drop, i;
+
+	if (!e || e->term != term) {
+		log_truncate(n, n->snap_index + 1);
+		n->snap_index = index;
+		n->snap_term = term;
+		return;
+	}
+	drop = index - n->snap_index;
+	for (i = 0; i < drop; i++)
+		free(n->log[i].data);
+	memmove(n->log, n->log + drop, (n->n_log - drop) * sizeof(*n->log));
+	n->n_log -= drop;
+	n->snap_index = index;
+	n->snap_term = term;
+}
+
 /* The first k entries of the pending write (and its hard state) reach
  * the disk. */
 static void wal_keep(struct sim *s, struct node *n, size_t k, bool hs)
@@ -594,7 +640,7 @@ static void wal_keep(struct sim *s, struct node *n, size_t k, bool hs)
 		w->ents[i].data = NULL; /* moved */
 	}
 	if (hs)
-		n->hs = w->hs;
+		hs_keep(s, n, &w->hs);
 	entries_free(w->ents, w->n);
 	memset(w, 0, sizeof(*w));
 }
@@ -648,6 +694,9 @@ static void hist_commit(struct sim *s, struct node *n)
 				  ULL(n->id), ULL(i), ULL(t),
 				  ULL(s->committed[i].term));
 	}
+	SIM_CHECK(s, c >= n->chk_commit,
+		  "member %llu: commit index went back from %llu to %llu",
+		  ULL(n->id), ULL(n->chk_commit), ULL(c));
 	n->chk_commit = c;
 }
 
@@ -702,6 +751,15 @@ static void check_step(struct sim *s, bool deep)
 			continue;
 		if (raft_role(n->r) == RAFT_LEADER)
 			hist_leader(s, n);
+		/* Learners and removed members never campaign (§4.2.1). */
+		SIM_CHECK(s,
+			  raft_role(n->r) == RAFT_FOLLOWER ||
+				  (n->sm.voters & (1u << id)),
+			  "member %llu is %s but not a voter (voters %#x)",
+			  ULL(id),
+			  raft_role(n->r) == RAFT_LEADER ? "leader"
+							 : "campaigning",
+			  n->sm.voters);
 		hist_commit(s, n);
 		if (!deep)
 			continue;
@@ -1008,7 +1066,6 @@ static void snap_install(struct sim *s, struct node *n);
 static void maybe_compact(struct sim *s, struct node *n)
 {
 	uint64_t hi = n->sm_disk.index, idx, term;
-	size_t drop, i;
 
 	/* Without snapshots a member behind the compaction point is lost. */
 	if (!s->f.snap || !chance(s, s->compact_pct))
@@ -1019,13 +1076,7 @@ static void maybe_compact(struct sim *s, struct node *n)
 		return;
 	idx = hi - rnd(s, hi - n->snap_index < 4 ? hi - n->snap_index : 4);
 	term = log_at(n, idx)->term;
-	drop = idx - n->snap_index;
-	for (i = 0; i < drop; i++)
-		free(n->log[i].data);
-	memmove(n->log, n->log + drop, (n->n_log - drop) * sizeof(*n->log));
-	n->n_log -= drop;
-	n->snap_index = idx;
-	n->snap_term = term;
+	log_restore(n, idx, term); /* keeps what follows */
 	raft_compact(n->r, idx, term);
 	SIM_CHECK(
 		s, raft_first_index(n->r) > idx,
@@ -1141,9 +1192,7 @@ static void snap_install(struct sim *s, struct node *n)
 		  "snapshot from %llu at %llu differs from what was applied",
 		  ULL(n->snap_from), ULL(img.index));
 	n->sm_disk = n->sm = img;
-	log_truncate(n, n->snap_index + 1);
-	n->snap_index = img.index;
-	n->snap_term = img.term;
+	log_restore(n, img.index, img.term);
 	meta.index = img.index;
 	meta.term = img.term;
 	meta.voters = v;
@@ -1323,7 +1372,7 @@ static void client(struct sim *s)
 
 	if (!n)
 		return;
-	if (c < 55)
+	if (c < 55 && s->chaos) /* afterwards, only the final proposal */
 		client_propose(s, n);
 	else if (c < 75 && s->f.read_index)
 		client_read(s, n);
@@ -1412,6 +1461,46 @@ static void heal(struct sim *s)
 		fprintf(stderr, "  faults stop\n");
 }
 
+/* Is there no final proposal, or was it overwritten, or lost with a
+ * leader (the current leader does not have it)? */
+static bool final_lost(struct sim *s, struct node *l)
+{
+	uint64_t t = 0;
+	int err;
+
+	if (!s->final_index)
+		return true;
+	if (s->final_index <= s->n_applied)
+		return s->applied[s->final_index].ehash != s->final_hash;
+	err = raft_entry_term(l->r, s->final_index, &t);
+	return err == -ENOENT || (err == 0 && t != s->final_term);
+}
+
+/* For a liveness failure: every running member's state. */
+static void live_status(struct sim *s, char *buf, size_t cap)
+{
+	static const char roles[] = "FPCL";
+	size_t len = 0;
+	uint64_t id;
+	int k;
+
+	for (id = 1; id <= SIM_IDS && len + 1 < cap; id++) {
+		struct node *n = &s->nodes[id];
+
+		if (!n->up)
+			continue;
+		k = snprintf(buf + len, cap - len,
+			     "%s%llu:%c/%llu/%llu/%llu/%llu/%llu",
+			     len ? " " : "", ULL(id), roles[raft_role(n->r)],
+			     ULL(raft_term(n->r)), ULL(raft_leader(n->r)),
+			     ULL(n->sm.index), ULL(raft_commit_index(n->r)),
+			     ULL(raft_last_index(n->r)));
+		if (k < 0)
+			break;
+		len += (size_t)k;
+	}
+}
+
 /* Then a ReadIndex on every member is answered (asked again of a new
  * leader: a leader change drops pending reads). */
 static bool live_reads(struct sim *s, struct node *l, const uint64_t *ids,
@@ -1445,15 +1534,20 @@ static void live_step(struct sim *s)
 	uint8_t b[9] = {'F'};
 	struct raft_entry fe = {0};
 	size_t k, i;
+	char st[400] = "";
 
 	if (s->chaos)
 		return;
+	if (s->now > s->chaos_end + SIM_LIVE_TICKS * SIM_TICK)
+		live_status(s, st, sizeof(st));
 	SIM_CHECK(s, s->now <= s->chaos_end + SIM_LIVE_TICKS * SIM_TICK,
-		  "liveness: %s %d ticks after the faults stopped",
+		  "liveness: %s %d ticks after the faults stopped (final "
+		  "entry %llu; member:role/term/leader/applied/commit/last: "
+		  "%s)",
 		  !s->final_index ? "no leader followed by all its members"
 		  : !s->live_ctx  ? "the final proposal is not applied by all"
 				 : "a ReadIndex is not answered on all members",
-		  SIM_LIVE_TICKS);
+		  SIM_LIVE_TICKS, ULL(s->final_index), st);
 	if (!l)
 		return;
 	k = mask_ids(l->sm.voters | l->sm.learners, ids);
@@ -1461,15 +1555,14 @@ static void live_step(struct sim *s)
 		if (!s->nodes[ids[i]].up ||
 		    raft_leader(s->nodes[ids[i]].r) != l->id)
 			return;
-	if (!s->final_index ||
-	    (s->final_index <= s->n_applied &&
-	     s->applied[s->final_index].ehash != s->final_hash)) {
+	if (final_lost(s, l)) {
 		req = ++s->req_id;
 		memcpy(b + 1, &req, sizeof(req));
 		fe.data = b;
 		fe.len = sizeof(b);
 		if (raft_propose(l->r, b, sizeof(b), &s->final_index) != 0)
 			s->final_index = 0;
+		s->final_term = raft_term(l->r);
 		s->final_hash = entry_hash(&fe);
 		return;
 	}
@@ -1533,7 +1626,7 @@ static void sim_event(struct sim *s, struct ev *e)
 		break;
 	case EV_CLIENT:
 		client(s);
-		ev_new(s, EV_CLIENT, 5 + rnd(s, 40));
+		ev_new(s, EV_CLIENT, 10 + rnd(s, 50));
 		break;
 	case EV_FAULT:
 		if (!s->chaos)
@@ -1571,8 +1664,8 @@ static void sim_init(struct sim *s, uint64_t seed)
 	/* Flow control: raft's defaults, or a window of a few entries (of
 	 * 9 to 11 bytes each here). */
 	if (chance(s, 50)) {
-		s->max_inflight = 1 + rnd(s, 4);
-		s->max_inflight_bytes = 9 * (1 + rnd(s, 8));
+		s->max_inflight = 2 + rnd(s, 4);
+		s->max_inflight_bytes = 9 * (2 + rnd(s, 8));
 		s->max_msg_bytes = 9 * (1 + rnd(s, 4));
 	}
 	s->chaos = true;

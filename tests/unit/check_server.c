@@ -57,13 +57,28 @@ static void member_start(int i)
 	char name[8], data[300], cu[64], pu[64], ic[256], err[512];
 	int p = BASE_PORT; /* reused by every test: listeners reuse addr */
 	char *envp[] = {NULL};
-	char *argv[] = {"cairn", "--name", name, "--data-dir", data,
-			"--listen-client-urls", cu, "--advertise-client-urls",
-			cu, "--listen-peer-urls", pu,
-			"--initial-advertise-peer-urls", pu, "--initial-cluster",
-			ic, "--initial-cluster-token", "check-server",
-			"--heartbeat-interval", "20", "--election-timeout",
-			"200", NULL};
+	char *argv[] = {"cairn",
+			"--name",
+			name,
+			"--data-dir",
+			data,
+			"--listen-client-urls",
+			cu,
+			"--advertise-client-urls",
+			cu,
+			"--listen-peer-urls",
+			pu,
+			"--initial-advertise-peer-urls",
+			pu,
+			"--initial-cluster",
+			ic,
+			"--initial-cluster-token",
+			"check-server",
+			"--heartbeat-interval",
+			"20",
+			"--election-timeout",
+			"200",
+			NULL};
 	struct member *m = &mem[i];
 
 	snprintf(name, sizeof(name), "m%d", i);
@@ -175,8 +190,7 @@ static bool is_done(void *arg)
 	return ((struct result *)arg)->done;
 }
 
-static int put(struct server *s, const char *k, const char *v,
-	       struct result *r)
+static int put(struct server *s, const char *k, const char *v, struct result *r)
 {
 	etcdserverpb_PutRequest p = {0};
 	uint8_t *buf = NULL;
@@ -187,9 +201,9 @@ static int put(struct server *s, const char *k, const char *v,
 	p.key.n = strlen(k);
 	p.value.p = (const uint8_t *)v;
 	p.value.n = strlen(v);
-	ck_assert_int_eq(pbu_encode_alloc(&etcdserverpb_PutRequest_msg, &p,
-					  &buf, &len),
-			 0);
+	ck_assert_int_eq(
+		pbu_encode_alloc(&etcdserverpb_PutRequest_msg, &p, &buf, &len),
+		0);
 	memset(r, 0, sizeof(*r));
 	err = server_propose(s, SERVER_REQ_PUT, buf, len, on_done, r);
 	free(buf);

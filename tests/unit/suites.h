@@ -6,7 +6,8 @@
 
 #define CAIRN_SUITES(X)                                                        \
 	X(bio) X(wal) X(raft) X(keyindex) X(engine) X(mvcc) X(proto)           \
-		X(grpc) X(config) X(apply) X(rocksdb) X(bench) X(bolt) X(watch) X(lease) X(peer) X(members) X(raftsim)
+		X(grpc) X(config) X(apply) X(rocksdb) X(bench) X(bolt)         \
+		X(watch) X(lease) X(peer) X(members) X(raftsim) X(server)
 
 #define CAIRN_DECLARE_SUITE(name) Suite *name##_suite(void);
 CAIRN_SUITES(CAIRN_DECLARE_SUITE)
