@@ -79,8 +79,6 @@ struct lessor {
 	struct server *srv;
 	struct event *tick_ev;
 	int64_t next_checkpoint_ms;
-	bool hooked; /* registered hooks that outlive on_server_close */
-	bool closed; /* on_server_close is running */
 };
 
 /* ---- time, hashing ------------------------------------------------------ */
@@ -1092,8 +1090,7 @@ static void on_leader_change(void *arg, bool leader)
 	struct lessor *l = arg;
 
 	(void)leader;
-	if (!l->closed)
-		lessor_sync_leader(l);
+	lessor_sync_leader(l);
 }
 
 /* server_on_restore hook: the lease bucket and MVCC came from the
@@ -1103,8 +1100,6 @@ static void on_restore(void *arg)
 	struct lessor *l = arg;
 	int err;
 
-	if (l->closed)
-		return;
 	err = lessor_reload(l, server_mvcc(l->srv), server_engine(l->srv));
 	if (err < 0)
 		log_error("lessor: reloading the leases of a snapshot: %s",
@@ -1140,7 +1135,6 @@ static void on_server_close(void *arg)
 	 * hooks, and the change hook fires only from applies, which end
 	 * with the last Ready before them. So l goes now (it used to stay
 	 * as a shell: a leak report at every shutdown). */
-	l->closed = true;
 	lessor_close(l);
 }
 
@@ -1176,15 +1170,11 @@ int lessor_start(struct server *srv, struct lessor **out)
 	a->ext = lessor_apply;
 	a->ext_arg = l;
 	/* the 500 ms tick follows leadership too; the hooks make it prompt */
-	if (server_on_leader_change(srv, on_leader_change, l) == 0)
-		l->hooked = true;
-	else
+	if (server_on_leader_change(srv, on_leader_change, l) < 0)
 		log_warn("lessor: no leader-change hook slot; following "
 			 "leadership every %d ms",
 			 LEASE_TICK_MS);
-	if (server_on_restore(srv, on_restore, l) == 0)
-		l->hooked = true;
-	else
+	if (server_on_restore(srv, on_restore, l) < 0)
 		log_error("lessor: no restore hook slot: leases will be wrong "
 			  "after a snapshot from the leader");
 	lessor_sync_leader(l);

@@ -815,6 +815,34 @@ static void conn_bad(struct peer_conn *c, int rc)
 	peer_conn_kill(c);
 }
 
+/* The largest payload a frame may announce in c's state: a hello, a
+ * SNAP_BEGIN and a join are small, so a stranger cannot make us buffer
+ * max_frame bytes (trickled under the hello timeout) before it said who
+ * it is. */
+static size_t conn_max_payload(const struct peer_conn *c)
+{
+	switch (c->state) {
+	case C_HELLO:
+		return HELLO_LEN;
+	case C_SNAP_BEGIN:
+		return SNAP_BEGIN_LEN + 16 * (size_t)PEER_MAX_CONF_IDS;
+	case C_JOIN:
+		return REQ_HDR + PEER_MAX_JOIN_BYTES;
+	default:
+		return c->t->cfg.max_frame;
+	}
+}
+
+/* Does the partial frame at the head of `in` announce more than max? */
+static bool frame_len_over(struct evbuffer *in, size_t max)
+{
+	uint8_t hdr[4];
+
+	if (evbuffer_copyout(in, hdr, 4) != 4)
+		return false;
+	return get_u32(hdr) > max + 1;
+}
+
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct peer_conn *c = arg;
@@ -826,6 +854,8 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 
 	while (c->state != C_CLOSING) {
 		rc = peer_frame_next(c->t, in, &kind, &pl, &plen);
+		if (rc == 0 && frame_len_over(in, conn_max_payload(c)))
+			rc = -EPROTO;
 		if (rc == 0)
 			return;
 		if (rc > 0)

@@ -104,6 +104,10 @@ struct peer_transport;
 #define PEER_MAX_CONF_IDS 1024
 /* Requests in flight per transport (peer_request: -EAGAIN past it). */
 #define PEER_MAX_REQUESTS 1024
+/* Largest join request (peer_join_request: -EMSGSIZE past it); an
+ * acceptor closes a join stream announcing more, so a stranger cannot
+ * make it buffer max_frame bytes. */
+#define PEER_MAX_JOIN_BYTES (64u << 10)
 
 /* HELLO_ACK status. */
 enum peer_hello_status {
@@ -317,7 +321,8 @@ int peer_request(struct peer_transport *t, uint64_t to, uint8_t kind,
  * yet (a hello with from = 0, accepted only for PEER_REQ_JOIN requests,
  * and with cluster id 0 = "any"), on a connection of its own closed once
  * answered. The host is resolved now (blocking for a name). Errors as
- * peer_request (but not -ENOENT), -EHOSTUNREACH (host does not resolve),
+ * peer_request (but not -ENOENT; -EMSGSIZE past PEER_MAX_JOIN_BYTES),
+ * -EHOSTUNREACH (host does not resolve),
  * -ECONNREFUSED (could not even start connecting); later, through cb,
  * -ECONNREFUSED (not reachable, or the hello refused), -ECONNRESET,
  * -EPROTO (a malformed answer), -ETIMEDOUT, -ECANCELED. The answer must

@@ -111,6 +111,8 @@ struct id_list {
 	const uint64_t *ids; /* encode */
 	uint64_t *out;	     /* decode: PEER_MAX_CONF_IDS slots */
 	size_t n;
+	bool over; /* decode: past the bound (nanopb loses the message of
+		    * an unpacked field's callback) */
 };
 
 /* Unpacked, as gogoproto writes proto2 repeated scalars. */
@@ -181,9 +183,9 @@ static void msg_fill(const struct raft_msg *m, uint64_t from,
 		md->index = m->snap.index;
 		md->term = m->snap.term;
 		ids[0] = (struct id_list){m->snap.voters, NULL,
-					  m->snap.n_voters};
+					  m->snap.n_voters, false};
 		ids[1] = (struct id_list){m->snap.learners, NULL,
-					  m->snap.n_learners};
+					  m->snap.n_learners, false};
 		md->conf_state.voters.funcs.encode = ids_encode;
 		md->conf_state.voters.arg = &ids[0];
 		md->conf_state.learners.funcs.encode = ids_encode;
@@ -270,8 +272,10 @@ static bool ids_decode(pb_istream_t *is, const pb_field_t *field, void **arg)
 	do {
 		uint64_t v;
 
-		if (l->n >= PEER_MAX_CONF_IDS)
+		if (l->n >= PEER_MAX_CONF_IDS) {
+			l->over = true;
 			PB_RETURN_ERROR(is, "too many member ids");
+		}
 		if (!pb_decode_varint(is, &v))
 			return false;
 		l->out[l->n++] = v;
@@ -294,7 +298,8 @@ int peer_codec_decode(struct peer_codec *c, const uint8_t *buf, size_t len,
 {
 	raftpb_Message pm;
 	struct dec_ctx d = {c, 0};
-	struct id_list ids[2] = {{NULL, c->voters, 0}, {NULL, c->learners, 0}};
+	struct id_list ids[2] = {{NULL, c->voters, 0, false},
+				 {NULL, c->learners, 0, false}};
 	pb_istream_t is = pbslice_istream(buf, len);
 	raftpb_ConfState *cs = &pm.snapshot.metadata.conf_state;
 
@@ -305,7 +310,9 @@ int peer_codec_decode(struct peer_codec *c, const uint8_t *buf, size_t len,
 	cs->voters.arg = &ids[0];
 	cs->learners.arg = &ids[1];
 	if (!pb_decode(&is, raftpb_Message_fields, &pm)) {
-		log_warn("peer: bad raft message: %s", PB_GET_ERROR(&is));
+		log_warn("peer: bad raft message: %s",
+			 ids[0].over || ids[1].over ? "too many member ids"
+						    : PB_GET_ERROR(&is));
 		return -EPROTO;
 	}
 	if (pm.context.n > CTX_MAX) {

@@ -464,6 +464,8 @@ int peer_join_request(struct peer_transport *t, const char *host, uint16_t port,
 		return rc;
 	if (!host)
 		return -EINVAL;
+	if (len > PEER_MAX_JOIN_BYTES)
+		return -EMSGSIZE;
 	rc = req_new(t, 0, timeout_ms, cb, arg, &r);
 	if (rc)
 		return rc;

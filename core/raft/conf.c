@@ -333,9 +333,14 @@ int raft_restore(struct raft *r, const struct raft_snap_meta *meta,
 		raft_become_follower(r, term, from);
 	r->leader = from;
 	r->election_elapsed = 0;
-	r->pending_ack = 0;
 	raft_outbox_drop_range(&r->out, 0, UINT64_MAX);
-	raft_log_restore(&r->log, meta->index, meta->term);
+	if (raft_log_match_term(&r->log, meta->index, meta->term)) {
+		/* As etcd: keep what follows, it may be acknowledged. */
+		raft_log_restore_keep(&r->log, meta->index);
+	} else {
+		r->pending_ack = 0;
+		raft_log_restore(&r->log, meta->index, meta->term);
+	}
 	log_info("raft %llx: restored a snapshot at %llu/%llu from %llx",
 		 (unsigned long long)r->id, (unsigned long long)meta->index,
 		 (unsigned long long)meta->term, (unsigned long long)from);

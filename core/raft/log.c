@@ -268,3 +268,15 @@ void raft_log_restore(struct raft_log *l, uint64_t index, uint64_t term)
 	l->commit = l->applied = l->applying = l->stable = index;
 	l->unstable = index + 1;
 }
+
+void raft_log_restore_keep(struct raft_log *l, uint64_t index)
+{
+	raft_log_compact(l, index);
+	l->applied = l->applying = index;
+	if (l->commit < index)
+		l->commit = index;
+	if (l->stable < index)
+		l->stable = index;
+	if (l->unstable < index + 1)
+		l->unstable = index + 1;
+}

@@ -57,8 +57,10 @@
  *      +-------------------- (become_follower) ------------ LEADER
  *                 higher term; check_quorum without a quorum
  *
- *   become_pre_candidate / become_candidate (raft_do_campaign),
- *   become_leader (raft_tally), become_follower (raft_step, tick_leader).
+ *   become_pre_candidate / become_candidate (raft_do_campaign; also
+ *   straight to CANDIDATE on TIMEOUT_NOW, thesis §3.10), become_leader
+ *   (raft_tally), become_follower (raft_step, tick_leader, and conf.c:
+ *   a leader removed from the configuration, raft_restore).
  */
 #include "core/raft/raft_int.h"
 
@@ -793,9 +795,11 @@ static int step_term(struct raft *r, const struct raft_msg *m, int *err)
 	}
 	if (m->term == r->term)
 		return 0;
-	if ((r->check_quorum || r->pre_vote) && from_leader(m->type)) {
-		/* Tell a stale leader our term so it steps down; without
-		 * this, pre-vote could leave it in charge forever. */
+	if (from_leader(m->type)) {
+		/* §5.1: tell a stale leader our term so it steps down;
+		 * without this, pre-vote could leave it in charge forever,
+		 * and a member that missed the conf changes naming the
+		 * current voters would never be reached. */
 		resp.type = RAFT_MSG_APP_RESP;
 		resp.to = m->from;
 		*err = raft_send(r, &resp, NULL, 0);
@@ -856,12 +860,30 @@ int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
 		const struct raft_entry *log, size_t n_log, uint64_t applied,
 		struct raft **out)
 {
+	struct raft_hard_state h;
 	struct raft *r;
 	int err;
 
 	err = raft_check_config(cfg);
-	if (!err)
-		err = raft_check_log(log, n_log, hs, applied, cfg->snap_index);
+	if (err)
+		return err;
+	if (n_log && log && cfg->snap_term && log[0].term < cfg->snap_term) {
+		/* Terms never decrease along a log: entries after a snapshot
+		 * with a lower term are from another history (a snapshot
+		 * installed over a conflicting log); they count for nothing. */
+		log_warn("raft %llx: ignoring %zu stale entries after the "
+			 "snapshot at %llu/%llu",
+			 (unsigned long long)cfg->id, n_log,
+			 (unsigned long long)cfg->snap_index,
+			 (unsigned long long)cfg->snap_term);
+		n_log = 0;
+		if (hs && hs->commit > cfg->snap_index) {
+			h = *hs;
+			h.commit = cfg->snap_index;
+			hs = &h;
+		}
+	}
+	err = raft_check_log(log, n_log, hs, applied, cfg->snap_index);
 	if (err)
 		return err;
 	r = calloc(1, sizeof(*r));
@@ -929,6 +951,7 @@ void raft_destroy(struct raft *r)
 		return;
 	raft_conf_free(r);
 	raft_read_free(r);
+	free(r->rd_conf); /* a ready was outstanding */
 	raft_log_free(&r->log);
 	raft_outbox_free(&r->out);
 	raft_outbox_free(&r->handed);
@@ -974,13 +997,18 @@ void raft_tick(struct raft *r)
 		tick_leader(r);
 		return;
 	}
-	r->election_elapsed++;
+	if (r->election_elapsed < r->randomized_timeout)
+		r->election_elapsed++;
 	if (r->election_elapsed < r->randomized_timeout)
 		return;
-	r->election_elapsed = 0;
+	/* A member that may not campaign (learner, not in its config) lets
+	 * its elapsed time stand (capped), so its leader lease expires and
+	 * it grants the votes of others (as etcd's tickElection). */
 	self = raft_pr_find(r, r->id);
-	if (self && !self->learner)
-		(void)raft_do_campaign(r, r->pre_vote, false);
+	if (!self || self->learner)
+		return;
+	r->election_elapsed = 0;
+	(void)raft_do_campaign(r, r->pre_vote, false);
 }
 
 /* PROP and READ_INDEX may carry term 0 (etcd's local messages): they do
@@ -994,8 +1022,9 @@ static int raft_check_msg(const struct raft *r, const struct raft_msg *m)
 {
 	size_t i;
 
+	/* A term of UINT64_MAX would leave no term to campaign in. */
 	if (!m || m->to != r->id || m->from == RAFT_NONE || m->from == r->id ||
-	    (m->term == 0 && !term_free(m->type)) ||
+	    (m->term == 0 && !term_free(m->type)) || m->term == UINT64_MAX ||
 	    (unsigned)m->type > RAFT_MSG_TIMEOUT_NOW ||
 	    (m->n_entries && !m->entries))
 		return -EINVAL;

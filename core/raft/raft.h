@@ -189,7 +189,9 @@ struct raft;
  * hs; commit/applied past the last entry, applied before log[0].index - 1),
  * -ENOMEM. A log whose last term is above hs->term (a torn write kept a
  * ready's entries but not its hard state) is accepted: raft takes that
- * term with no vote, and the next ready carries the new hard state. */
+ * term with no vote, and the next ready carries the new hard state.
+ * Entries after the compaction point with a term below snap_term (left
+ * after a snapshot installed over a conflicting log) are ignored. */
 int raft_create(const struct raft_config *cfg, const struct raft_hard_state *hs,
 		const struct raft_entry *log, size_t n_log, uint64_t applied,
 		struct raft **out);
@@ -363,7 +365,10 @@ void raft_report_snapshot(struct raft *r, uint64_t to, uint64_t index);
 /* Follower: install a snapshot received from the leader `from` in term
  * `term`. The caller has ALREADY made the image and a WAL snapshot marker
  * for meta->index durable (and replaced its state machine). raft drops its
- * whole log, sets commit/applied/compaction point to meta->index, takes
+ * log up to meta->index (all of it, unless it holds meta's last entry
+ * (index and term): then the entries after it stay, as in etcd, since
+ * they may be acknowledged already), sets applied and the compaction
+ * point to meta->index (and commit, if lower), takes
  * meta's membership, and acknowledges to `from`. Returns 0, -ESTALE (term
  * older than ours, or meta->index <= the commit index: discard the image
  * and keep the old state — so check raft_commit_index() first), -EBUSY (a

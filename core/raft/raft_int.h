@@ -66,6 +66,9 @@ void raft_log_compact(struct raft_log *l, uint64_t index);
  * is term), which becomes the compaction, commit, applied and durable
  * index (a snapshot was installed). */
 void raft_log_restore(struct raft_log *l, uint64_t index, uint64_t term);
+/* Same when the log holds the snapshot's last entry: entries after index
+ * stay (they may be acknowledged already), entries up to it go. */
+void raft_log_restore_keep(struct raft_log *l, uint64_t index);
 /* Grow the scratch arrays to the log's capacity: 0 or -ENOMEM. */
 int raft_log_grow_scratch(struct raft_log *l);
 /* Free what raft_log_truncate/compact parked while a ready was out. */

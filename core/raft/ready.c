@@ -9,7 +9,10 @@
  *  3. While a ready is out (rd_out), nothing it points into moves or is
  *     freed: its messages live in the handed outbox (not grown until
  *     advance), its entries in the log's scratch arrays (idem), and data
- *     of entries dropped meanwhile waits in the log's grave.
+ *     of entries dropped meanwhile waits in the log's grave; forwarded
+ *     proposals' data (outbox own[]), the SNAP messages' membership
+ *     (rd_conf) and the read states (rs_handed) are freed or reused only
+ *     at raft_advance.
  *
  *   idle --raft_ready--> out --raft_advance--> idle
  *   (raft_has_ready is false while out; raft_persisted may come either

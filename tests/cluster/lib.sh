@@ -164,7 +164,24 @@ cl_cluster() {
 	done
 	cl_wait_healthy "${names[@]}" || return 1
 	cl_wait_leader "${names[@]}" >/dev/null || return 1
+	cl_wait_published "${names[0]}" "$n" || return 1
 	PORT=$(srv_get "${names[0]}" port)
+}
+
+# cl_wait_published VIA N: wait (10 s) until `member list` on VIA shows N
+# started members, each with its client URL (etcd serves clients only
+# after publishing its member attributes; cairn may serve a moment before).
+cl_wait_published() {
+	local deadline=$((SECONDS + 10)) out
+	while [ $SECONDS -lt $deadline ]; do
+		out=$(ecn "$1" member list -w json 2>/dev/null)
+		[ "$(printf '%s' "$out" | jq '[.members[] |
+			select((.clientURLs // []) | length > 0)] | length' \
+			2>/dev/null)" = "$2" ] && return 0
+		sleep 0.1
+	done
+	echo "cl_wait_published: member list: $out" >&2
+	return 1
 }
 
 # cl_members PREFIX: the member names of cluster PREFIX, one a line.

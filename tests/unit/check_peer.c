@@ -706,8 +706,17 @@ START_TEST(test_garbage_frames)
 	ck_assert(pt_run_until(pt_raw_closed, &fd, 3000));
 	close(fd);
 
+	/* 5. A hello announced as 1 MiB: refused at its header, well before
+	 * the hello timeout (2 s), not buffered while it trickles in. */
+	fd = pt_raw_connect(pt_nodes[1].port);
+	pt_put_be(f, 1u << 20, 4);
+	f[4] = 1;
+	ck_assert_int_eq(write(fd, f, 6), 6);
+	ck_assert(pt_run_until(pt_raw_closed, &fd, 1000));
+	close(fd);
+
 	peer_transport_stats(pt_nodes[1].t, &ts);
-	ck_assert_uint_eq(ts.bad_frames, 4);
+	ck_assert_uint_eq(ts.bad_frames, 5);
 	ck_assert_uint_eq(pt_nodes[1].n_recs, 1); /* nothing from the junk */
 	/* The raw hellos as member 1 replaced node 0's real stream (newest
 	 * wins); node 0 notices, redials, and the transport works on. */
@@ -1174,8 +1183,17 @@ START_TEST(test_snapshot_failures)
 		close(fd);
 		free(b);
 	}
+	/* A BEGIN announced as 1 MiB: refused at its header, before the
+	 * hello timeout (2 s). */
+	fd = pt_raw_connect(pt_nodes[1].port);
+	pt_raw_hello(fd, PT_CLUSTER, 1, 2, 1);
+	pt_put_be(f, 1u << 20, 4);
+	f[4] = 4;
+	ck_assert_int_eq(write(fd, f, 6), 6);
+	ck_assert(pt_run_until(pt_raw_closed, &fd, 1000));
+	close(fd);
 	peer_transport_stats(pt_nodes[1].t, &ts);
-	ck_assert_uint_eq(ts.bad_frames, 3);
+	ck_assert_uint_eq(ts.bad_frames, 4);
 	ck_assert_uint_eq(ts.snaps_received, 0);
 	ck_assert(pt_run_until(pt_dir_empty, NULL, 3000));
 	ck_assert_int_eq(pt_nodes[1].snaps, 0);
@@ -1693,6 +1711,28 @@ START_TEST(test_join_request)
 	n = pt_raw_read(fd, in, sizeof(in));
 	ck_assert_int_eq(n, 22);
 	ck_assert_int_eq(in[5], PEER_HELLO_WRONG_CLUSTER);
+	close(fd);
+
+	/* A join request past PEER_MAX_JOIN_BYTES: refused when sending;
+	 * announced on a raw join stream: closed at its header, before the
+	 * hello timeout (2 s), with no answer to it. */
+	{
+		static uint8_t big[PEER_MAX_JOIN_BYTES + 1];
+
+		ck_assert_int_eq(peer_join_request(pt_nodes[2].t, "127.0.0.1",
+						   pt_nodes[1].port, big,
+						   sizeof(big), 3000,
+						   pt_reply_cb, &b),
+				 -EMSGSIZE);
+	}
+	fd = pt_raw_connect(pt_nodes[1].port);
+	pt_raw_hello(fd, 0, 0, 0, 0);
+	pt_put_be(f, 1 + 9 + PEER_MAX_JOIN_BYTES + 1, 4);
+	f[4] = 8; /* REQ */
+	ck_assert_int_eq(write(fd, f, 5), 5);
+	ck_assert(pt_run_until(pt_raw_closed_keep, &fd, 1000));
+	/* at most the hello's ack (unsent if the kill came first) */
+	ck_assert_int_le(pt_raw_read(fd, in, sizeof(in)), 22);
 	close(fd);
 }
 END_TEST

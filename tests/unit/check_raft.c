@@ -961,6 +961,18 @@ START_TEST(test_restart_torn_hard_state)
 	ck_assert_uint_eq(rd.hs.vote, RAFT_NONE);
 	raft_advance(r, &rd);
 	raft_destroy(r);
+	/* Entries after a snapshot (at 1, term 2) with a lower term are
+	 * from another history: ignored (votes compare the snapshot's). */
+	cfg.snap_index = 1;
+	cfg.snap_term = 2;
+	log[1].term = 1;
+	hs.term = 2;
+	hs.commit = 2;
+	ck_assert_int_eq(raft_create(&cfg, &hs, log + 1, 1, 1, &r), 0);
+	ck_assert_uint_eq(raft_last_index(r), 1);
+	ck_assert_uint_eq(raft_commit_index(r), 1);
+	ck_assert_int_eq(raft_check(r), 0);
+	raft_destroy(r);
 }
 END_TEST
 
@@ -2125,6 +2137,112 @@ START_TEST(test_restore_errors)
 }
 END_TEST
 
+/* etcd's raft.restore: a snapshot whose last entry the follower holds
+ * keeps the entries after it (they may be acknowledged already); one it
+ * does not hold replaces the whole log. */
+START_TEST(test_restore_keeps_matching_suffix)
+{
+	struct tnet n;
+	struct tnode *l, *f;
+	struct raft_snap_meta meta = {0};
+	uint64_t lead, x, y, term;
+
+	net_init(&n, 3, false, false);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	f = other(&n, lead, 1);
+	x = propose_str(l, "x");
+	node_ready(&n, l);
+	y = propose_str(l, "y");
+	node_ready(&n, l);
+	net_deliver(&n);
+	node_ready(&n, f);
+	ck_assert_uint_eq(raft_last_index(f->r), y);
+	ck_assert_uint_lt(raft_commit_index(f->r), x);
+	term = raft_term(l->r);
+	meta.voters = n.voters;
+	meta.n_voters = 3;
+	meta.index = x;
+	meta.term = term;
+	ck_assert_int_eq(raft_restore(f->r, &meta, lead, term), 0);
+	f->applied = x; /* its state machine is the image */
+	ck_assert_uint_eq(raft_last_index(f->r), y);
+	ck_assert_uint_eq(raft_first_index(f->r), x + 1);
+	ck_assert_uint_eq(raft_commit_index(f->r), x);
+	ck_assert_uint_eq(raft_applied_index(f->r), x);
+	ck_assert_int_eq(raft_check(f->r), 0);
+	net_settle(&n);
+	ck_assert_uint_eq(f->applied, y);
+	/* Not holding meta's entry: the whole log goes. */
+	meta.index = y + 5;
+	ck_assert_int_eq(raft_restore(f->r, &meta, lead, term), 0);
+	ck_assert_uint_eq(raft_last_index(f->r), y + 5);
+	ck_assert_uint_eq(raft_first_index(f->r), y + 6);
+	net_free(&n);
+}
+END_TEST
+
+/* §4.2.3 / etcd tickElection: a member that may not campaign (a learner)
+ * still lets its leader lease expire, so it grants others' votes. */
+START_TEST(test_learner_lease_expires)
+{
+	struct tnet n;
+	struct tnode *x;
+	struct raft_msg m = {0};
+	uint64_t lead, term;
+	int k;
+
+	net_init_conf(&n, 3, 2, 1, false, true);
+	lead = net_elect(&n, 100);
+	x = net_node(&n, 3);
+	net_isolate(&n, 3, true);
+	for (k = 0; k < 20; k++)
+		raft_tick(x->r);
+	term = raft_term(x->r);
+	m.type = RAFT_MSG_VOTE;
+	m.from = 3 - lead;
+	m.to = 3;
+	m.term = term + 1;
+	m.index = raft_last_index(x->r);
+	raft_entry_term(x->r, m.index, &m.log_term);
+	ck_assert_int_eq(raft_step(x->r, &m), 0);
+	ck_assert_uint_eq(raft_term(x->r), term + 1);
+	net_free(&n);
+}
+END_TEST
+
+/* §5.1: a stale leader's APP/heartbeat is answered with the higher term
+ * (also without pre-vote and check-quorum), so a member that the leader
+ * cannot otherwise reach brings about an election it can join. */
+START_TEST(test_stale_leader_told_term)
+{
+	struct tnet n;
+	struct tnode *l, *f;
+	uint64_t lead, term;
+	int k;
+
+	net_init(&n, 3, false, false);
+	lead = net_elect(&n, 100);
+	l = net_node(&n, lead);
+	f = other(&n, lead, 1);
+	net_isolate(&n, f->id, true);
+	for (k = 0; k < 40; k++)
+		raft_tick(f->r);
+	net_settle(&n);
+	term = raft_term(f->r);
+	ck_assert_uint_gt(term, raft_term(l->r));
+	/* Only the leader's messages reach f, and f's answers. */
+	n.cut[lead][f->id] = false;
+	n.cut[f->id][lead] = false;
+	net_tick(&n);
+	ck_assert_uint_ge(raft_term(l->r), term);
+	ck_assert_int_ne(raft_role(l->r), RAFT_LEADER);
+	net_isolate(&n, f->id, false);
+	T_ASSERT(net_elect(&n, 100), "no leader");
+	net_free(&n);
+}
+END_TEST
+
 static size_t count_apps(const struct raft_ready *rd, uint64_t to, size_t *ents)
 {
 	size_t i, k = 0;
@@ -2384,6 +2502,9 @@ Suite *raft_suite(void)
 	tcase_add_test(tc, test_vote_ignored_in_lease);
 	tcase_add_test(tc, test_snapshot_catch_up);
 	tcase_add_test(tc, test_restore_errors);
+	tcase_add_test(tc, test_restore_keeps_matching_suffix);
+	tcase_add_test(tc, test_learner_lease_expires);
+	tcase_add_test(tc, test_stale_leader_told_term);
 	tcase_add_test(tc, test_flow_control_bytes);
 	tcase_add_test(tc, test_simulation_three);
 	tcase_add_test(tc, test_simulation_five);
