@@ -33,7 +33,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,117 +80,6 @@
  * safety), so rare syncs would let the file grow by a copy of the tree.
  * Costs the loop one engine fsync per interval under writes. */
 #define ENGINE_SYNC_MS 5000
-
-/* ---- ids (etcd's computeMemberId / genID, so ids match etcd's) ------- */
-
-static uint64_t sha1_prefix(const void *buf, size_t len)
-{
-	unsigned char h[SHA_DIGEST_LENGTH];
-	uint64_t v = 0;
-
-	SHA1(buf, len, h);
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | h[i];
-	return v;
-}
-
-/* Member name's peer URLs as named in --initial-cluster, sorted and
- * joined as etcd does before hashing. */
-static int peer_urls_of(const struct config *c, const char *name, char *out,
-			size_t cap)
-{
-	const char *ic = c->initial_cluster ? c->initial_cluster : "";
-	size_t nl = strlen(name), n = 0, cnt = 0;
-	char *urls[64];
-	char *dup = strdup(ic), *save = NULL;
-
-	if (!dup)
-		return -ENOMEM;
-	for (char *tok = strtok_r(dup, ",", &save); tok && cnt < 64;
-	     tok = strtok_r(NULL, ",", &save))
-		if (strncmp(tok, name, nl) == 0 && tok[nl] == '=')
-			urls[cnt++] = tok + nl + 1;
-	/* insertion sort: a handful of URLs */
-	for (size_t i = 1; i < cnt; i++)
-		for (size_t j = i; j > 0 && strcmp(urls[j - 1], urls[j]) > 0; j--) {
-			char *t = urls[j];
-
-			urls[j] = urls[j - 1];
-			urls[j - 1] = t;
-		}
-	out[0] = '\0';
-	for (size_t i = 0; i < cnt; i++)
-		n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s",
-				      urls[i]);
-	free(dup);
-	return n < cap ? 0 : -ENAMETOOLONG;
-}
-
-/* etcd's NewMember without a time: sha1(sorted peer URLs + token). */
-static int member_id_of(const struct config *c, const char *name, uint64_t *id)
-{
-	char buf[4096 + 256];
-	int err = peer_urls_of(c, name, buf, 4096);
-
-	if (err < 0)
-		return err;
-	strncat(buf, c->initial_cluster_token, 255);
-	*id = sha1_prefix(buf, strlen(buf));
-	return 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The ids of the distinct members of --initial-cluster (this one at
- * least), sorted. Returns the count (<= cap) or -errno. */
-static int initial_member_ids(const struct config *c, uint64_t self,
-			      uint64_t *ids, size_t cap)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < c->n_initial_peers && n < cap; i++) {
-		uint64_t id;
-		bool dup = false;
-		int err = member_id_of(c, c->initial_peers[i].name, &id);
-
-		if (err < 0)
-			return err;
-		for (size_t j = 0; j < n; j++)
-			dup |= ids[j] == id;
-		if (!dup)
-			ids[n++] = id;
-	}
-	if (n == 0 && cap > 0)
-		ids[n++] = self;
-	qsort(ids, n, sizeof(*ids), cmp_u64);
-	return (int)n;
-}
-
-/* etcd's ids for a new cluster: the member id from this member's URLs,
- * the cluster id from every initial member's id (RaftCluster.genID).
- * An existing member keeps the ids of its WAL (open_wal). */
-static int compute_ids(struct server *s)
-{
-	uint64_t ids[64];
-	uint8_t be[8 * 64];
-	int n, err = member_id_of(s->cfg, s->cfg->name, &s->member_id);
-
-	if (err < 0)
-		return err;
-	n = initial_member_ids(s->cfg, s->member_id, ids, 64);
-	if (n < 0)
-		return n;
-	for (int i = 0; i < n; i++)
-		for (int b = 0; b < 8; b++)
-			be[8 * i + b] = (uint8_t)(ids[i] >> (56 - 8 * b));
-	s->cluster_id = sha1_prefix(be, 8 * (size_t)n);
-	return 0;
-}
 
 static void put_be64(uint8_t *p, uint64_t v)
 {
@@ -1233,8 +1121,6 @@ int server_open(struct event_base *base, const struct config *cfg,
 		err = -ENOMEM;
 		goto fail;
 	}
-	if ((err = compute_ids(s)) < 0)
-		goto fail;
 	if ((err = open_storage(s, errbuf, errlen)) < 0)
 		goto fail;
 	if ((err = bio_create(base, 2, &s->bio)) < 0)

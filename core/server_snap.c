@@ -144,18 +144,6 @@ static uint64_t get_be(const uint8_t *p, int n)
 
 /* ---- files ------------------------------------------------------------- */
 
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 /* Remove a file or a directory tree (an engine's data); absent is fine. */
 static int rm_tree(const char *path)
 {
@@ -241,13 +229,13 @@ static int replace_db(const char *src, const char *dst, const char *dir)
 		failpoint("snap-mid-swap");
 		if (rename(src, dst) < 0)
 			return -errno;
-		if ((err = fsync_dir(dir)) < 0)
+		if ((err = fd_fsync_dir(dir)) < 0)
 			return err;
 		return rm_tree(side);
 	}
 	if (rename(src, dst) < 0)
 		return -errno;
-	return fsync_dir(dir);
+	return fd_fsync_dir(dir);
 }
 
 /* ---- leader: one transfer, encoded from a view -------------------------- */
@@ -722,7 +710,7 @@ static void build_work(struct bio_job *j)
 	if (err == 0)
 		err = side_files_empty(b->out);
 	if (err == 0)
-		err = fsync_dir(b->dir);
+		err = fd_fsync_dir(b->dir);
 out:
 	if (f)
 		fclose(f);

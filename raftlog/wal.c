@@ -156,19 +156,6 @@ static char *wal_seg_path(const char *dir, uint64_t seq, uint64_t first,
 	return p;
 }
 
-static int wal_fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 /* mkdir -p, fsyncing the parent of every directory it creates so the new
  * name survives a crash. */
 static int wal_mkdir_p(const char *dir)
@@ -189,10 +176,10 @@ static int wal_mkdir_p(const char *dir)
 
 			if (slash && slash != path) {
 				*slash = '\0';
-				err = wal_fsync_dir(path);
+				err = fd_fsync_dir(path);
 				*slash = '/';
 			} else {
-				err = wal_fsync_dir(slash ? "/" : ".");
+				err = fd_fsync_dir(slash ? "/" : ".");
 			}
 			if (err)
 				break;
@@ -205,7 +192,7 @@ static int wal_mkdir_p(const char *dir)
 			break;
 	}
 	free(path);
-	return err ? err : wal_fsync_dir(dir);
+	return err ? err : fd_fsync_dir(dir);
 }
 
 /* ---- encoding (loop thread, no syscalls) ---------------------------- */
@@ -449,7 +436,7 @@ static int wal_create_seg(const char *dir, const struct wal_cut *c,
 	if (!err && rename(tmp, fin) < 0)
 		err = -errno;
 	if (!err)
-		err = wal_fsync_dir(dir);
+		err = fd_fsync_dir(dir);
 	if (err)
 		goto fail;
 	*fdp = fd;

@@ -1,6 +1,7 @@
 #include "core/util/fdio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 int fd_write_all(int fd, const void *buf, size_t n)
@@ -40,4 +41,16 @@ int fd_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
 		off += (uint64_t)w;
 	}
 	return 0;
+}
+
+int fd_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		err = -errno;
+	close(fd);
+	return err;
 }

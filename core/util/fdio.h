@@ -1,4 +1,4 @@
-/* fdio: whole-buffer writes on a file descriptor.
+/* fdio: whole-buffer writes on a file descriptor, and directory syncs.
  *
  * write(2)/pwrite(2) may write less than asked or be interrupted; these
  * loop until everything is written. Errors: -errno of the failing call, or
@@ -13,5 +13,9 @@
 
 int fd_write_all(int fd, const void *buf, size_t n);
 int fd_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
+
+/* fsync the directory dir, so the names created, renamed or removed in it
+ * survive a crash. 0 or -errno (of open or fsync). */
+int fd_fsync_dir(const char *dir);
 
 #endif
