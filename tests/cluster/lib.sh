@@ -15,7 +15,9 @@
 #     cl_wait_caught_up, cl_wait_healthy
 #   - clhelp.py (python etcd3): write load with an acknowledgement log, bulk
 #     fill, verification of acknowledged writes on one member
-#   - the fault switch (cairn only): cl_cut NAME... / cl_heal
+#   - the fault switch (cairn only): cl_partition "A.." "B..", cl_heal
+#   - at exit (cl_cleanup): every member stopped, and a sanitizer report in
+#     a member's log printed as "FAIL sanitizer.NAME" (scratch dir kept)
 #
 # Server under test: SERVER_BIN (cairn by default; `$(command -v etcd)` for
 # real etcd). IS_ETCD is 1 when it is etcd. Every member is started with
@@ -399,6 +401,23 @@ cl_stop_all() {
 		stop_server "$(basename "$f" .pid)"
 	done
 }
+
+# cl_cleanup: the EXIT trap: stop every member (TERM first, so that a
+# sanitizer build runs its leak check), then report each member log that
+# holds an AddressSanitizer, LeakSanitizer or UBSan report as a failed test
+# "sanitizer.NAME", then the scratch-dir cleanup of tests/integration.
+cl_cleanup() {
+	local f pat='ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:'
+	cl_stop_all
+	for f in "$ITEST_DIR"/*.log; do
+		[ -e "$f" ] || continue
+		grep -q "$pat" "$f" || continue
+		echo "FAIL sanitizer.$(basename "$f" .log): $(short "$(grep -m1 "$pat" "$f")")"
+		ITEST_KEEP=1
+	done
+	itest_cleanup
+}
+trap cl_cleanup EXIT
 
 # skip_test NAME REASON: print the SKIP line run.sh counts.
 skip_test() { echo "SKIP $1: $2"; }
