@@ -32,7 +32,8 @@ so does a crash or a hang inside raft (signal handler, alarm).
  *    delay (some long: reordering); loss and duplication rates per seed;
  *    partitions (two groups, the leader alone, or one-way cuts) change
  *    over time. Half the crashes hit the leader, some a member in
- *    mid-fsync.
+ *    mid-fsync. A member may also pause (a stalled process) for up to 20
+ *    ticks: everything addressed to it waits.
  *  - Clock: each member ticks with its own period (100 +- 5 time units).
  *  - Clients: proposals to random members (followers forward), ReadIndex,
  *    leadership transfers, membership changes one at a time (add learner,
@@ -64,16 +65,17 @@ so does a crash or a hang inside raft (signal handler, alarm).
  *  6. Contract: rd.committed is durable, raft_step() accepts the messages
  *     raft sent, a restart from durable state is accepted, the durable
  *     term never goes back nor a durable vote changes within its term, a
- *     commit index never goes back, only voters campaign; and every 16
- *     steps raft_check() holds and raft's configuration is the state
+ *     granted vote and an append acknowledgement leave only once durable
+ *     (§5.6), a commit index never goes back, only voters campaign,
+ *     raft_check() holds and raft's configuration is the state
  *     machine's.
  *  7. Liveness: after the faults stop, within SIM_LIVE_TICKS ticks a leader
  *     is followed by every member of its configuration, a proposal commits
  *     and is applied on all of them, and a ReadIndex on each is answered.
  *
- * The cluster features of raft.h ("clusters (issue 5)") landed in
- * parallel with this file: they are declared weak and each is exercised
- * once raft really has it (sim_detect probes behaviour).
+ * The cluster features of raft.h ("clusters (issue 5)") were written in
+ * parallel with this file; it still runs without any of them (struct
+ * features), but test_raftsim fails unless all of them work.
  */
 #include <check.h>
 #include <errno.h>
@@ -90,21 +92,7 @@ so does a crash or a hang inside raft (signal handler, alarm).
 #include "core/util/log.h"
 #include "tests/unit/suites.h"
 
-#define SIM_WEAK __attribute__((weak))
-SIM_WEAK int raft_read_index(struct raft *r, uint64_t ctx);
-SIM_WEAK int raft_transfer_leader(struct raft *r, uint64_t to);
-SIM_WEAK int raft_apply_conf_change(struct raft *r, enum raft_cc_type type,
-				    uint64_t id);
-SIM_WEAK void raft_conf(const struct raft *r, uint64_t *voters,
-			size_t *n_voters, uint64_t *learners,
-			size_t *n_learners, size_t cap);
-SIM_WEAK int raft_progress(const struct raft *r, uint64_t id,
-			   struct raft_progress_info *out);
-SIM_WEAK void raft_report_snapshot(struct raft *r, uint64_t to, uint64_t index);
-SIM_WEAK int raft_restore(struct raft *r, const struct raft_snap_meta *meta,
-			  uint64_t from, uint64_t term);
-
-#define RAFTSIM_DEFAULT_SEEDS 2000
+#define RAFTSIM_DEFAULT_SEEDS 1500
 #define SIM_IDS 9	       /* member ids 1..9; never reused */
 #define SIM_TICK 100	       /* time units per tick */
 #define SIM_LIVE_TICKS 300     /* liveness bound after the faults stop */
@@ -153,7 +141,8 @@ struct wal_write {
 struct node {
 	uint64_t id;
 	bool started, up, removed;
-	uint64_t inc; /* incarnation: bumps at each boot */
+	uint64_t inc;	       /* incarnation: bumps at each boot */
+	uint64_t paused_until; /* a stalled process (GC, swap, SIGSTOP) */
 	struct raft *r;
 	uint64_t rng;
 	int period;
@@ -217,7 +206,7 @@ struct features {
 struct stats {
 	uint64_t steps, msgs, crashes, torn, restarts, elections, commits;
 	uint64_t reads, reads_ok, transfers, confs, snaps, snaps_installed;
-	uint64_t compactions;
+	uint64_t compactions, pauses;
 };
 
 struct sim {
@@ -337,8 +326,9 @@ static struct raft *probe_raft(size_t n_voters)
 	return r;
 }
 
-/* Which cluster features raft has: by behaviour, not by symbol, because
- * stand-ins for them (core/server.c) may be linked until raft has them. */
+/* Do raft's cluster features work (a smoke test before the simulation,
+ * which needs all of them)? By behaviour: stand-ins for them were linked
+ * while they were being written. */
 static void sim_detect(struct features *f)
 {
 	struct raft *r = probe_raft(1), *fo = probe_raft(3);
@@ -349,19 +339,16 @@ static void sim_detect(struct features *f)
 	memset(f, 0, sizeof(*f));
 	if (!r || !fo)
 		goto out;
-	f->read_index = raft_read_index && raft_read_index(r, 1) == 0;
+	f->read_index = raft_read_index(r, 1) == 0;
 	f->transfer =
-		raft_transfer_leader &&
 		raft_transfer_leader(r, 2) == CAIRN_EBAD_LEADER_TRANSFEREE;
-	if (raft_apply_conf_change && raft_conf &&
-	    raft_apply_conf_change(r, RAFT_CC_ADD_LEARNER, 2) == 0) {
+	if (raft_apply_conf_change(r, RAFT_CC_ADD_LEARNER, 2) == 0) {
 		raft_conf(r, v, &nv, l, &nl, 4);
 		f->conf = nv == 1 && v[0] == 1 && nl == 1 && l[0] == 2;
 	}
 	meta.voters = v;
 	meta.n_voters = mask_ids(0xe, v);
-	f->snap = raft_restore && raft_report_snapshot &&
-		  raft_restore(fo, &meta, 2, 1) == 0 &&
+	f->snap = raft_restore(fo, &meta, 2, 1) == 0 &&
 		  raft_commit_index(fo) == 5;
 out:
 	raft_destroy(r);
@@ -375,14 +362,10 @@ static bool ev_before(const struct ev *a, const struct ev *b)
 	return a->at < b->at || (a->at == b->at && a->seq < b->seq);
 }
 
-static struct ev *ev_new(struct sim *s, enum ev_kind kind, uint64_t delay)
+static void ev_push(struct sim *s, struct ev *e)
 {
-	struct ev *e = calloc(1, sizeof(*e));
 	size_t i;
 
-	SIM_CHECK(s, e != NULL, "out of memory");
-	e->kind = kind;
-	e->at = s->now + delay;
 	e->seq = s->seq++;
 	s->heap = grow(s, s->heap, &s->caph, s->nh + 1, sizeof(*s->heap));
 	i = s->nh++;
@@ -391,6 +374,16 @@ static struct ev *ev_new(struct sim *s, enum ev_kind kind, uint64_t delay)
 		i = (i - 1) / 2;
 	}
 	s->heap[i] = e;
+}
+
+static struct ev *ev_new(struct sim *s, enum ev_kind kind, uint64_t delay)
+{
+	struct ev *e = calloc(1, sizeof(*e));
+
+	SIM_CHECK(s, e != NULL, "out of memory");
+	e->kind = kind;
+	e->at = s->now + delay;
+	ev_push(s, e);
 	return e;
 }
 
@@ -740,7 +733,7 @@ static void check_conf(struct sim *s, struct node *n)
 		  ULL(n->id), mv, ml, n->sm.voters, n->sm.learners);
 }
 
-static void check_step(struct sim *s, bool deep)
+static void check_step(struct sim *s)
 {
 	uint64_t id;
 
@@ -761,8 +754,6 @@ static void check_step(struct sim *s, bool deep)
 							 : "campaigning",
 			  n->sm.voters);
 		hist_commit(s, n);
-		if (!deep)
-			continue;
 		SIM_CHECK(s, raft_check(n->r) == 0, "raft_check of member %llu",
 			  ULL(id));
 		check_conf(s, n);
@@ -951,6 +942,7 @@ static void node_crash(struct sim *s, struct node *n)
 	raft_destroy(n->r);
 	n->r = NULL;
 	n->up = false;
+	n->paused_until = 0;
 	n->rd_out = false;
 	n->snap_pending = false;
 	if (s->trace)
@@ -1030,6 +1022,26 @@ static void check_durable(struct sim *s, struct node *n,
 			  "is durable",
 			  ULL(n->id), ULL(c->index));
 	}
+}
+
+/* §5.6, "persist before respond": an append acknowledgement covers only
+ * durable entries, a granted vote is durable before it leaves. */
+static void check_msg_durable(struct sim *s, struct node *n,
+			      const struct raft_msg *m)
+{
+	if (m->type == RAFT_MSG_APP_RESP && !m->reject)
+		SIM_CHECK(s, m->index <= log_last(n),
+			  "member %llu acknowledges %llu, durable up to %llu",
+			  ULL(n->id), ULL(m->index), ULL(log_last(n)));
+	/* (a durable later term also rules out a second vote in m->term) */
+	if (m->type == RAFT_MSG_VOTE_RESP && !m->reject)
+		SIM_CHECK(s,
+			  n->hs.term > m->term || (n->hs.term == m->term &&
+						   n->hs.vote == m->to),
+			  "member %llu grants its term %llu vote to %llu, "
+			  "durable: term %llu vote %llu",
+			  ULL(n->id), ULL(m->term), ULL(m->to), ULL(n->hs.term),
+			  ULL(n->hs.vote));
 }
 
 static void read_states(struct sim *s, struct node *n,
@@ -1112,7 +1124,8 @@ static void node_ready(struct sim *s, struct node *n)
 	struct ev *e;
 	size_t i;
 
-	if (!n->up || n->rd_out || !raft_has_ready(n->r))
+	if (!n->up || n->rd_out || n->paused_until > s->now ||
+	    !raft_has_ready(n->r))
 		return;
 	raft_ready(n->r, rd);
 	n->rd_out = true;
@@ -1124,6 +1137,7 @@ static void node_ready(struct sim *s, struct node *n)
 	for (i = 0; i < rd->n_msgs; i++) {
 		SIM_CHECK(s, rd->msgs[i].from == n->id, "message from %llu",
 			  ULL(rd->msgs[i].from));
+		check_msg_durable(s, n, &rd->msgs[i]);
 		if (rd->msgs[i].type == RAFT_MSG_SNAP)
 			snap_start(s, n, &rd->msgs[i]);
 		else
@@ -1226,7 +1240,8 @@ static struct node *pick(struct sim *s, bool up)
 	for (id = 1; id <= SIM_IDS; id++) {
 		struct node *n = &s->nodes[id];
 
-		if (n->started && n->up == up && (up || !n->removed))
+		if (n->started && n->up == up && (up || !n->removed) &&
+		    n->paused_until <= s->now)
 			ids[k++] = id;
 	}
 	return k ? &s->nodes[ids[rnd(s, k)]] : NULL;
@@ -1241,6 +1256,7 @@ static struct node *find_leader(struct sim *s)
 		struct node *n = &s->nodes[id];
 
 		if (n->up && raft_role(n->r) == RAFT_LEADER &&
+		    n->paused_until <= s->now &&
 		    (!best || raft_term(n->r) > raft_term(best->r)))
 			best = n;
 	}
@@ -1310,8 +1326,6 @@ static bool learner_ready(struct node *l, uint64_t id)
 {
 	struct raft_progress_info pi;
 
-	if (!raft_progress)
-		return true;
 	return raft_progress(l->r, id, &pi) == 0 &&
 	       pi.match + 10 >= raft_last_index(l->r);
 }
@@ -1433,6 +1447,9 @@ static void fault(struct sim *s)
 				s->cut[a] |= 1u << n->id;
 				s->cut[n->id] |= 1u << a;
 			}
+	} else if (c >= 92 && c < 97 && (n = pick(s, true))) {
+		n->paused_until = s->now + 100 + rnd(s, 20 * SIM_TICK);
+		s->st.pauses++;
 	} else if (c >= 85 && c < 92) {
 		a = 1 + rnd(s, SIM_IDS);
 		b = 1 + rnd(s, SIM_IDS);
@@ -1452,6 +1469,7 @@ static void heal(struct sim *s)
 	for (id = 1; id <= SIM_IDS; id++) {
 		struct node *n = &s->nodes[id];
 
+		n->paused_until = 0;
 		if (n->started && n->removed && n->up)
 			node_crash(s, n);
 		else if (n->started && !n->removed && !n->up)
@@ -1596,6 +1614,22 @@ static void trace_ev(struct sim *s, const struct ev *e)
 	fputc('\n', stderr);
 }
 
+/* A paused member does nothing until it resumes: what happens to it
+ * (ticks, deliveries, fsync completions, snapshot callbacks) waits. */
+static bool ev_held(struct sim *s, struct ev *e)
+{
+	struct node *n;
+
+	if (e->kind == EV_STOP || e->kind >= EV_CLIENT)
+		return false;
+	n = node_of(s, e->node);
+	if (n->paused_until <= e->at)
+		return false;
+	e->at = n->paused_until;
+	ev_push(s, e);
+	return true;
+}
+
 static void sim_event(struct sim *s, struct ev *e)
 {
 	struct node *n = e->node ? node_of(s, e->node) : NULL;
@@ -1719,11 +1753,13 @@ static void sim_run(struct sim *s)
 		s->st.steps++;
 		if (s->trace)
 			trace_ev(s, e);
+		if (ev_held(s, e))
+			continue;
 		sim_event(s, e);
 		ev_free(e);
 		for (id = 1; id <= SIM_IDS; id++)
 			node_ready(s, &s->nodes[id]);
-		check_step(s, (s->st.steps & 15) == 0);
+		check_step(s);
 		live_step(s);
 	}
 }
@@ -1864,18 +1900,24 @@ START_TEST(test_raftsim)
 	fprintf(stderr,
 		"raftsim: seeds %llu..%llu in %.1f s: %llu steps, %llu "
 		"elections, %llu commits, %llu crashes (%llu torn), %llu "
+		"pauses, %llu "
 		"reads answered of %llu, %llu transfers, %llu conf changes, "
 		"%llu compactions, %llu snapshots sent, %llu installed\n",
 		ULL(first), ULL(first + n - 1), secs, ULL(tot.steps),
 		ULL(tot.elections), ULL(tot.commits), ULL(tot.crashes),
-		ULL(tot.torn), ULL(tot.reads_ok), ULL(tot.reads),
-		ULL(tot.transfers), ULL(tot.confs), ULL(tot.compactions),
-		ULL(tot.snaps), ULL(tot.snaps_installed));
+		ULL(tot.torn), ULL(tot.pauses), ULL(tot.reads_ok),
+		ULL(tot.reads), ULL(tot.transfers), ULL(tot.confs),
+		ULL(tot.compactions), ULL(tot.snaps), ULL(tot.snaps_installed));
+	ck_assert_msg(f.read_index && f.transfer && f.conf && f.snap,
+		      "core/raft lacks a cluster feature: read index %d, "
+		      "transfer %d, membership %d, snapshots %d",
+		      f.read_index, f.transfer, f.conf, f.snap);
 	/* The runs must have exercised what they claim to check. */
 	ck_assert_uint_gt(tot.elections, 0);
 	ck_assert_uint_gt(tot.commits, 0);
 	if (n >= 50) {
 		ck_assert_uint_gt(tot.crashes, 0);
+		ck_assert_uint_gt(tot.pauses, 0);
 		ck_assert(!f.read_index || tot.reads_ok > 0);
 		ck_assert(!f.conf || tot.confs > 0);
 		ck_assert(!f.snap || tot.snaps_installed > 0);
