@@ -79,6 +79,8 @@ struct lessor {
 	struct server *srv;
 	struct event *tick_ev;
 	int64_t next_checkpoint_ms;
+	void (*close_cb)(void *arg); /* lessor_set_close_cb */
+	void *close_arg;
 };
 
 /* ---- time, hashing ------------------------------------------------------ */
@@ -1117,6 +1119,8 @@ static void on_server_close(void *arg)
 	struct apply_ctx *a = server_apply_ctx(l->srv);
 	struct peer_transport *t = server_peers(l->srv);
 
+	if (l->close_cb)
+		l->close_cb(l->close_arg);
 	/* clean shutdown: keep what is left of each TTL (written into the
 	 * batch the server commits with sync right after the hooks) */
 	if (lessor_persist_remaining(l) < 0)
@@ -1136,6 +1140,12 @@ static void on_server_close(void *arg)
 	 * with the last Ready before them. So l goes now (it used to stay
 	 * as a shell: a leak report at every shutdown). */
 	lessor_close(l);
+}
+
+void lessor_set_close_cb(struct lessor *l, void (*fn)(void *arg), void *arg)
+{
+	l->close_cb = fn;
+	l->close_arg = arg;
 }
 
 int lessor_start(struct server *srv, struct lessor **out)

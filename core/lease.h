@@ -218,6 +218,12 @@ int lessor_check(const struct lessor *l);
  * Errors: as lessor_open, -ENOSPC (no hook slot left), -ENOMEM. */
 int lessor_start(struct server *srv, struct lessor **out);
 
+/* On a started lessor: fn(arg) runs first in its close hook (during
+ * server_close, after the peer transport went, the lessor still whole):
+ * for the owner of state the lessor's users hold (net/leaseservice.c's
+ * forwards). One callback; a second call replaces the first. */
+void lessor_set_close_cb(struct lessor *l, void (*fn)(void *arg), void *arg);
+
 /* The server a started lessor runs in (NULL for lessor_open's). */
 struct server *lessor_server(const struct lessor *l);
 

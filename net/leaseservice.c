@@ -28,6 +28,11 @@
  * then (struct ka_stream outlives the call while forwards are pending).
  * Otherwise a dead call (reset, connection gone, server destroyed) is
  * finished at its close callback, and its state freed there.
+ *
+ * Every forward is on its service's list until it is done; the lessor's
+ * close (core/lease.h lessor_set_close_cb) ends those still waiting for a
+ * retry with "etcdserver: server stopped", so none outlives the server
+ * (those waiting on the transport end with it: -ECANCELED).
  */
 #include "net/leaseservice.h"
 
@@ -54,6 +59,14 @@
 #define FWD_BASE_MS 5000  /* etcd's ReqTimeout: 5 s + 2 election timeouts */
 #define FWD_RETRY_MS 100  /* after a refusal or a lost connection */
 #define KA_MAX_PENDING 64 /* forwarded renewals per KeepAlive stream */
+
+struct fwd;
+
+/* What the Lease handlers share (their ctx): freed by the lessor's close. */
+struct lease_svc {
+	struct lessor *l;
+	struct fwd *fwds; /* forwards not done yet */
+};
 
 static etcdserverpb_ResponseHeader header(struct lessor *l)
 {
@@ -89,7 +102,7 @@ static int64_t new_lease_id(struct lessor *l)
 static void h_grant(struct grpc_call *call, const uint8_t *msg, size_t len,
 		    void *ctx)
 {
-	struct lessor *l = ctx;
+	struct lessor *l = ((struct lease_svc *)ctx)->l;
 	etcdserverpb_LeaseGrantRequest req = {0};
 	uint8_t *buf = NULL;
 	size_t blen = 0;
@@ -117,7 +130,7 @@ static void h_grant(struct grpc_call *call, const uint8_t *msg, size_t len,
 static void h_revoke(struct grpc_call *call, const uint8_t *msg, size_t len,
 		     void *ctx)
 {
-	struct lessor *l = ctx;
+	struct lessor *l = ((struct lease_svc *)ctx)->l;
 	etcdserverpb_LeaseRevokeRequest req = {0};
 	int err = pbu_decode(&etcdserverpb_LeaseRevokeRequest_msg, &req, msg,
 			     len);
@@ -214,7 +227,8 @@ typedef void (*fwd_done_fn)(void *arg, int err, const uint8_t *resp,
 /* One KeepAlive or TimeToLive on its way to the leader. */
 struct fwd {
 	struct lessor *l;
-	uint8_t kind; /* PEER_REQ_LEASE or PEER_REQ_LEASE_TTL */
+	struct fwd *next, **pprev; /* on svc->fwds */
+	uint8_t kind;		   /* PEER_REQ_LEASE or PEER_REQ_LEASE_TTL */
 	uint8_t *req;
 	size_t len;
 	int64_t deadline_ms;
@@ -227,6 +241,9 @@ static void fwd_try(struct fwd *f);
 
 static void fwd_finish(struct fwd *f, int err, const uint8_t *resp, size_t len)
 {
+	*f->pprev = f->next;
+	if (f->next)
+		f->next->pprev = f->pprev;
 	f->done(f->arg, err, resp, len);
 	event_free(f->retry_ev);
 	free(f->req);
@@ -306,9 +323,10 @@ static void fwd_try(struct fwd *f)
  * gets the leader's encoded response (err 0) or CAIRN_ELEASE_NOT_FOUND,
  * CAIRN_ENO_LEADER, CAIRN_ETIMEOUT, CAIRN_ESTOPPED, -ENOMEM — exactly
  * once, never from inside this call. 0 or -ENOMEM (done not called). */
-static int fwd_start(struct lessor *l, uint8_t kind, const uint8_t *req,
+static int fwd_start(struct lease_svc *svc, uint8_t kind, const uint8_t *req,
 		     size_t len, fwd_done_fn done, void *arg)
 {
+	struct lessor *l = svc->l;
 	struct server *srv = lessor_server(l);
 	struct fwd *f = calloc(1, sizeof(*f));
 
@@ -331,6 +349,11 @@ static int fwd_start(struct lessor *l, uint8_t kind, const uint8_t *req,
 	}
 	memcpy(f->req, req, len);
 	f->len = len;
+	f->next = svc->fwds;
+	f->pprev = &svc->fwds;
+	if (f->next)
+		f->next->pprev = &f->next;
+	svc->fwds = f;
 	fwd_later(f, 0); /* first try from the loop: done never runs here */
 	return 0;
 }
@@ -427,7 +450,7 @@ static void ttl_forwarded(void *arg, int err, const uint8_t *resp, size_t len)
 static void h_ttl(struct grpc_call *call, const uint8_t *msg, size_t len,
 		  void *ctx)
 {
-	struct lessor *l = ctx;
+	struct lessor *l = ((struct lease_svc *)ctx)->l;
 	etcdserverpb_LeaseTimeToLiveRequest req = {0};
 	struct ttl_fwd *tf;
 	uint8_t *buf = NULL;
@@ -443,7 +466,7 @@ static void h_ttl(struct grpc_call *call, const uint8_t *msg, size_t len,
 		err = -ENOMEM;
 		if (tf) {
 			*tf = (struct ttl_fwd){call, l, req.ID};
-			err = fwd_start(l, PEER_REQ_LEASE_TTL, msg, len,
+			err = fwd_start(ctx, PEER_REQ_LEASE_TTL, msg, len,
 					ttl_forwarded, tf);
 			if (err == 0)
 				return;
@@ -464,7 +487,7 @@ static void h_ttl(struct grpc_call *call, const uint8_t *msg, size_t len,
 static void h_leases(struct grpc_call *call, const uint8_t *msg, size_t len,
 		     void *ctx)
 {
-	struct lessor *l = ctx;
+	struct lessor *l = ((struct lease_svc *)ctx)->l;
 	etcdserverpb_LeaseLeasesResponse resp =
 		etcdserverpb_LeaseLeasesResponse_init_zero;
 	struct pbu_list pl;
@@ -490,6 +513,7 @@ static void h_leases(struct grpc_call *call, const uint8_t *msg, size_t len,
 /* ---- KeepAlive stream ------------------------------------------------- */
 
 struct ka_stream {
+	struct lease_svc *svc;
 	struct lessor *l;
 	struct grpc_call *call; /* NULL once ended */
 	bool blocked;		/* the last send said -EAGAIN */
@@ -507,16 +531,18 @@ static void ka_writable(struct grpc_call *call, void *arg)
 
 static void ka_open(struct grpc_call *call, void *ctx)
 {
+	struct lease_svc *svc = ctx;
 	struct ka_stream *ks;
 
-	if (cluster_refuse(lessor_server(ctx), call))
+	if (cluster_refuse(lessor_server(svc->l), call))
 		return; /* a learner */
 	ks = calloc(1, sizeof(*ks));
 	if (!ks) {
 		rpc_fail(call, -ENOMEM);
 		return;
 	}
-	ks->l = ctx;
+	ks->svc = svc;
+	ks->l = svc->l;
 	ks->call = call;
 	grpc_call_set_user(call, ks);
 	grpc_call_set_writable_cb(call, ka_writable, ks);
@@ -619,7 +645,7 @@ static void ka_message(struct grpc_call *call, const uint8_t *msg, size_t len,
 		err = -ENOMEM;
 		if ((kf = malloc(sizeof(*kf)))) {
 			*kf = (struct ka_fwd){ks, req.ID};
-			err = fwd_start(ks->l, PEER_REQ_LEASE, msg, len,
+			err = fwd_start(ks->svc, PEER_REQ_LEASE, msg, len,
 					ka_forwarded, kf);
 			if (err == 0) {
 				ks->pending++;
@@ -668,16 +694,32 @@ static const struct {
 	{"/etcdserverpb.Lease/LeaseLeases", h_leases},
 };
 
+/* The lessor is closing (server_close, after the transport went): end
+ * the forwards still waiting for a retry, then free the service. */
+static void svc_close(void *arg)
+{
+	struct lease_svc *svc = arg;
+
+	while (svc->fwds)
+		fwd_finish(svc->fwds, CAIRN_ESTOPPED, NULL, 0);
+	free(svc);
+}
+
 int leaseservice_register(struct grpc_server *gs, struct server *srv)
 {
 	static const struct grpc_stream_ops ka_ops = {ka_open, ka_message,
 						      ka_close};
 	struct lessor *l;
+	struct lease_svc *svc;
 	struct peer_transport *t;
 	int err = lessor_start(srv, &l);
 
 	if (err < 0)
 		return err;
+	if (!(svc = calloc(1, sizeof(*svc))))
+		return -ENOMEM; /* the lessor goes with the server */
+	svc->l = l;
+	lessor_set_close_cb(l, svc_close, svc);
 	/* the leader answers followers' renewals and TTL queries (the
 	 * lessor's close hook removes these handlers) */
 	if ((t = server_peers(srv))) {
@@ -687,10 +729,10 @@ int leaseservice_register(struct grpc_server *gs, struct server *srv)
 	for (size_t i = 0; i < sizeof(unary_rows) / sizeof(unary_rows[0]);
 	     i++) {
 		err = grpc_server_register_unary(gs, unary_rows[i].path,
-						 unary_rows[i].fn, l);
+						 unary_rows[i].fn, svc);
 		if (err < 0)
 			return err;
 	}
 	return grpc_server_register_stream(
-		gs, "/etcdserverpb.Lease/LeaseKeepAlive", &ka_ops, l);
+		gs, "/etcdserverpb.Lease/LeaseKeepAlive", &ka_ops, svc);
 }
