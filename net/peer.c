@@ -98,6 +98,20 @@ static void set_timeouts(struct bufferevent *bev, unsigned rms, unsigned wms)
 	bufferevent_set_timeouts(bev, rms ? &r : NULL, wms ? &w : NULL);
 }
 
+/* A read timeout on a stream whose read side may idle (the dialer's
+ * message stream: the acceptor only answers requests; the acceptor's
+ * once up): not an error. libevent (2.1) re-arms a read timeout that
+ * set_timeouts() cleared at the next read on a persistent event, so it
+ * can fire there; read on. Returns true when what was such a timeout. */
+static bool idle_read_timeout(struct bufferevent *bev, short what, bool up)
+{
+	if (!up || (what & (BEV_EVENT_TIMEOUT | BEV_EVENT_READING)) !=
+			   (BEV_EVENT_TIMEOUT | BEV_EVENT_READING))
+		return false;
+	bufferevent_enable(bev, EV_READ); /* libevent disabled it */
+	return true;
+}
+
 static void set_timeout(struct bufferevent *bev, unsigned ms)
 {
 	set_timeouts(bev, ms, ms);
@@ -515,6 +529,8 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 		p->state = P_HELLO;
 		return;
 	}
+	if (idle_read_timeout(bev, what, p->state == P_UP))
+		return;
 	peer_lost(p, what & BEV_EVENT_TIMEOUT ? "timeout"
 		     : what & BEV_EVENT_EOF   ? "closed by peer"
 					    : strerror(EVUTIL_SOCKET_ERROR()));
@@ -884,7 +900,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct peer_conn *c = arg;
 
-	(void)bev;
+	if (idle_read_timeout(bev, what, c->state == C_MSGS))
+		return;
 	if (what & BEV_EVENT_TIMEOUT)
 		log_warn("peer: connection from %s timed out", c->name);
 	if (c->path)

@@ -1557,6 +1557,37 @@ START_TEST(test_request_reply)
 }
 END_TEST
 
+/* A stream that got an answer and then idles stays up: libevent re-arms
+ * the hello's read timeout at the next read; the dialer's read side may
+ * idle (it once dropped and redialed the stream hello_timeout after every
+ * answer, losing what was queued). */
+START_TEST(test_idle_after_reply)
+{
+	struct peer_config cfg0 = pt_cfg(1), cfg1 = pt_cfg(2);
+	struct pt_rep a = {0};
+	struct peer_stats st;
+
+	cfg0.hello_timeout_ms = cfg1.hello_timeout_ms = 200;
+	pt_start_cfg(0, 0, &cfg0);
+	pt_start_cfg(1, 0, &cfg1);
+	pt_mesh(2);
+	peer_set_request_handler(pt_nodes[1].t, PEER_REQ_LEASE, pt_req_handler,
+				 NULL);
+	ck_assert_int_eq(peer_request(pt_nodes[0].t, 2, PEER_REQ_LEASE, "ping",
+				      4, 3000, pt_reply_cb, &a),
+			 0);
+	ck_assert(pt_run_until(pt_rep_done, &a, 3000));
+	ck_assert_int_eq(a.err, 0);
+	pt_run_for(700); /* > 3 x hello_timeout_ms of silence */
+	ck_assert_int_eq(peer_stats(pt_nodes[0].t, 2, &st), 0);
+	ck_assert(st.connected);
+	ck_assert_uint_eq(st.connects, 1);
+	ck_assert_int_eq(peer_stats(pt_nodes[1].t, 1, &st), 0);
+	ck_assert_uint_eq(st.connects, 1);
+	pt_assert_still_works();
+}
+END_TEST
+
 static bool pt_cut_all(void *arg, uint64_t from, uint64_t to)
 {
 	(void)arg;
@@ -1758,6 +1789,7 @@ Suite *peer_suite(void)
 	tcase_add_test(tc, test_snapshot_refused);
 	tcase_add_test(tc, test_snapshot_failures);
 	tcase_add_test(tc, test_request_reply);
+	tcase_add_test(tc, test_idle_after_reply);
 	tcase_add_test(tc, test_request_timeout);
 	tcase_add_test(tc, test_request_lost_and_destroyed);
 	tcase_add_test(tc, test_join_request);
