@@ -646,6 +646,29 @@ static void publish_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(sm->publish_ev, &tv);
 }
 
+/* Every NORMAL entry comes through apply_attrs: look for field 1301
+ * among the top-level fields only, skipping the others whole (a client's
+ * request is not decoded here). */
+static bool has_attr_field(const uint8_t *buf, size_t len)
+{
+	pb_istream_t is = pb_istream_from_buffer(buf, len);
+
+	while (is.bytes_left) {
+		pb_wire_type_t wt;
+		uint32_t tag;
+		bool eof;
+
+		if (!pb_decode_tag(&is, &wt, &tag, &eof))
+			return false;
+		if (tag ==
+		    membershippb_AttrRaftRequest_cluster_member_attr_set_tag)
+			return true;
+		if (!pb_skip_field(&is, wt))
+			return false;
+	}
+	return false;
+}
+
 /* A NORMAL entry holding member attributes? (field 1301) */
 static bool apply_attrs(struct server *s, const struct raft_entry *e,
 			uint64_t *id)
@@ -655,6 +678,8 @@ static bool apply_attrs(struct server *s, const struct raft_entry *e,
 	const membershippb_ClusterMemberAttrSetRequest *a;
 	int err;
 
+	if (!has_attr_field(e->data, e->len))
+		return false;
 	memset(&r, 0, sizeof(r));
 	if (pbu_decode(&membershippb_AttrRaftRequest_msg, &r, e->data, e->len) <
 	    0)
