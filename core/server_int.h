@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/apply.h"
+#include "core/members.h"
 #include "core/raft/raft.h"
 #include "core/server.h"
 #include "engines/engine.h"
@@ -23,6 +24,7 @@ struct bio;
 struct event;
 struct mvcc;
 struct peer_transport;
+struct peer_reply_ctx;
 struct raft;
 struct wal;
 struct server_members;
@@ -165,7 +167,34 @@ void server_reads_sweep(struct server *s, uint64_t now_ms);
 void server_reads_leader_changed(struct server *s);
 void server_reads_fail_all(struct server *s, int err);
 
-/* ---- server_member.c ---- */
+/* ---- server_member.c, server_join.c ---- */
+
+struct move_wait;
+
+struct server_members {
+	struct members ms;	  /* applied membership (invariant 1) */
+	bool removed;		  /* removed: shutting down */
+	struct event *publish_ev; /* retries publishing our attributes */
+	uint64_t publish_id;	  /* request id of the last attempt */
+	bool published;
+	bool publish_warned;
+	bool restore_hooked;	 /* server_on_restore done (or failed) */
+	struct move_wait *moves; /* MoveLeader calls waiting */
+	struct event *probe_ev;	 /* leaderless: were we removed? */
+	unsigned leaderless;	 /* probe periods without a leader */
+	size_t probe_next;	 /* the member asked next */
+};
+
+/* server_join.c: ask the cluster who we are (--initial-cluster-state
+ * existing with no data): fills s->member_id, s->cluster_id and
+ * s->members->ms. 0, or an error described in errbuf. */
+int server_join_open(struct server *s, char *errbuf, size_t errlen);
+/* server_join.c: the PEER_REQ_JOIN handler (arg: the server). */
+void server_join_serve(void *arg, uint64_t from, const void *req, size_t len,
+		       struct peer_reply_ctx *rc);
+/* Free n strings of v and v (v may be NULL). */
+void server_members_free_urls(char **v, size_t n);
+
 
 /* After open_storage, before the WAL opens: decide this member's id, the
  * cluster id and the membership (from the engine's members bucket; or,

@@ -48,28 +48,10 @@
 #define BUCKET_MEMBERS "members"
 #define BUCKET_REMOVED "members_removed"
 #define PUBLISH_RETRY_MS 1000
-#define JOIN_TIMEOUT_MS 2000
-#define JOIN_ROUNDS 5
-#define JOIN_PAUSE_MS 1000
 #define PROBE_MS 2000 /* a leaderless member asks if it was removed */
 #define FORWARD_TIMEOUT_MS 5000
 #define REMOVAL_NOTE_MS 1000
 
-struct move_wait;
-
-struct server_members {
-	struct members ms;	  /* applied membership (invariant 1) */
-	bool removed;		  /* removed: shutting down */
-	struct event *publish_ev; /* retries publishing our attributes */
-	uint64_t publish_id;	  /* request id of the last attempt */
-	bool published;
-	bool publish_warned;
-	bool restore_hooked;	 /* server_on_restore done (or failed) */
-	struct move_wait *moves; /* MoveLeader calls waiting */
-	struct event *probe_ev;	 /* leaderless: were we removed? */
-	unsigned leaderless;	 /* probe periods without a leader */
-	size_t probe_next;	 /* the member asked next */
-};
 
 /* nanopb calls this for ConfChange.Context (membership.options). */
 bool membershippb_ConfChange_callback(pb_istream_t *is, pb_ostream_t *os,
@@ -247,30 +229,7 @@ static void peer_unlink_removed(struct server *s, uint64_t id)
 
 /* ---- open: bootstrap, restart or join ----------------------------------- */
 
-static int self_peer_urls(const struct config *c, char ***out, size_t *n)
-{
-	char **v = calloc(c->n_initial_advertise_peer_urls + 1, sizeof(*v));
-
-	if (!v)
-		return -ENOMEM;
-	for (size_t i = 0; i < c->n_initial_advertise_peer_urls; i++) {
-		char buf[300];
-
-		config_url_format(&c->initial_advertise_peer_urls[i], buf,
-				  sizeof(buf));
-		if (!(v[i] = strdup(buf))) {
-			while (i > 0)
-				free(v[--i]);
-			free(v);
-			return -ENOMEM;
-		}
-	}
-	*out = v;
-	*n = c->n_initial_advertise_peer_urls;
-	return 0;
-}
-
-static void free_urls(char **v, size_t n)
+void server_members_free_urls(char **v, size_t n)
 {
 	for (size_t i = 0; v && i < n; i++)
 		free(v[i]);
@@ -308,201 +267,6 @@ static int open_new(struct server *s, char *errbuf, size_t errlen)
 	return 0;
 }
 
-/* ---- the join round ------------------------------------------------------ */
-
-struct join_state {
-	bool done;
-	int err;
-	char *answer;
-	size_t len;
-};
-
-static void join_msg(void *arg, const struct raft_msg *m)
-{
-	(void)arg;
-	(void)m;
-}
-
-static void join_reply(void *arg, int err, const void *resp, size_t len)
-{
-	struct join_state *js = arg;
-
-	js->done = true;
-	js->err = err;
-	if (err == 0 && (js->answer = malloc(len + 1))) {
-		memcpy(js->answer, resp, len);
-		js->answer[len] = '\0';
-		js->len = len;
-	} else if (err == 0) {
-		js->err = -ENOMEM;
-	}
-}
-
-static int hex_field(json_t *o, const char *name, uint64_t *v)
-{
-	const char *s = json_string_value(json_object_get(o, name));
-	char *end;
-
-	if (!s || !*s)
-		return CAIRN_EBAD_REQUEST;
-	*v = strtoull(s, &end, 16);
-	return *end || *v == 0 ? CAIRN_EBAD_REQUEST : 0;
-}
-
-/* {"cluster":hex,"member":hex,"members":[...]} into s. */
-static int join_parse(struct server *s, const char *buf, size_t len)
-{
-	json_t *o = json_loadb(buf, len, 0, NULL);
-	char *list = NULL;
-	int err = CAIRN_EBAD_REQUEST;
-
-	if (o && hex_field(o, "cluster", &s->cluster_id) == 0 &&
-	    hex_field(o, "member", &s->member_id) == 0 &&
-	    (list = json_dumps(json_object_get(o, "members"), JSON_COMPACT)))
-		err = members_from_list_json(&s->members->ms, list,
-					     strlen(list));
-	free(list);
-	json_decref(o);
-	if (err == 0 && !members_find(&s->members->ms, s->member_id))
-		err = CAIRN_EBAD_REQUEST;
-	return err;
-}
-
-static char *join_request(const struct config *c)
-{
-	char **urls;
-	size_t n;
-	json_t *a, *o;
-	char *out;
-
-	if (self_peer_urls(c, &urls, &n) < 0)
-		return NULL;
-	a = json_array();
-	for (size_t i = 0; a && i < n; i++)
-		json_array_append_new(a, json_string(urls[i]));
-	free_urls(urls, n);
-	o = json_pack("{s:o}", "peerURLs", a);
-	out = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	return out;
-}
-
-/* One request to peer p, running the loop until it is answered. */
-static int join_one(struct server *s, struct peer_transport *t,
-		    const struct config_peer *p, const char *req,
-		    struct join_state *js)
-{
-	int err;
-
-	memset(js, 0, sizeof(*js));
-	err = peer_join_request(t, p->url.host, p->url.port, req, strlen(req),
-				JOIN_TIMEOUT_MS, join_reply, js);
-	if (err < 0)
-		return err;
-	/* bounded: the transport answers within JOIN_TIMEOUT_MS */
-	while (!js->done)
-		event_base_loop(s->base, EVLOOP_ONCE);
-	return js->err;
-}
-
-/* Ask every other --initial-cluster member once. 0 (joined), or the last
- * error; *who names the member that answered it. */
-static int join_round(struct server *s, struct peer_transport *t,
-		      const char *req, const char **who)
-{
-	const struct config *c = s->cfg;
-	int err = -ENOENT;
-
-	for (size_t i = 0; i < c->n_initial_peers; i++) {
-		const struct config_peer *p = &c->initial_peers[i];
-		struct join_state js;
-
-		if (strcmp(p->name, c->name) == 0)
-			continue;
-		err = join_one(s, t, p, req, &js);
-		if (err == 0)
-			err = join_parse(s, js.answer, js.len);
-		free(js.answer);
-		*who = p->name;
-		if (err == 0 ||
-		    (err <= CAIRN_EBASE && err != CAIRN_EMEMBER_NOT_FOUND))
-			return err;
-		if (err > CAIRN_EBASE)
-			log_warn("cannot join through %s (%s:%u): %s", p->name,
-				 p->url.host, p->url.port, strerror(-err));
-	}
-	return err;
-}
-
-static int join_ask(struct server *s, struct peer_transport *t, const char *req,
-		    char *errbuf, size_t errlen)
-{
-	const char *who = "";
-	int err = 0;
-
-	for (int round = 0; round < JOIN_ROUNDS; round++) {
-		struct timeval pause = {JOIN_PAUSE_MS / 1000,
-					JOIN_PAUSE_MS % 1000 * 1000};
-
-		if (round > 0) {
-			/* the members may still be starting, or not have
-			 * applied our addition yet: wait a little (the loop
-			 * runs only this transport so far) */
-			event_base_loopexit(s->base, &pause);
-			event_base_dispatch(s->base);
-		}
-		err = join_round(s, t, req, &who);
-		if (err == 0 ||
-		    (err <= CAIRN_EBASE && err != CAIRN_EMEMBER_NOT_FOUND))
-			break;
-	}
-	if (err == 0)
-		return 0;
-	if (err <= CAIRN_EBASE)
-		snprintf(errbuf, errlen,
-			 "cannot join the cluster through %s: %s (add this "
-			 "member with `etcdctl member add` first)",
-			 who, cairn_strerror(err));
-	else
-		snprintf(errbuf, errlen,
-			 "cannot join the cluster: no member of "
-			 "--initial-cluster answered (last error: %s)",
-			 err == -ENOENT ? "no other member listed"
-					: strerror(-err));
-	return err;
-}
-
-static int open_join(struct server *s, char *errbuf, size_t errlen)
-{
-	struct peer_config pc = {.self_id = 1}; /* unused: a join hello
-						 * carries from = 0 */
-	struct peer_transport *t = NULL;
-	char *req = join_request(s->cfg);
-	int err = req ? peer_transport_create(s->base, &pc, join_msg, NULL, &t)
-		      : -ENOMEM;
-
-	if (err == 0)
-		err = join_ask(s, t, req, errbuf, errlen);
-	else
-		snprintf(errbuf, errlen, "cannot join: %s", strerror(-err));
-	peer_transport_destroy(t);
-	free(req);
-	if (err == 0 &&
-	    members_find(&s->members->ms, s->member_id)->n_client_urls > 0) {
-		/* etcd's isMemberBootstrapped: it ran before and published;
-		 * with its data gone it must not vote as if it had none */
-		snprintf(errbuf, errlen,
-			 "member %" PRIx64 " has already been bootstrapped",
-			 s->member_id);
-		return -EEXIST;
-	}
-	if (err == 0)
-		log_info("joined cluster %" PRIx64 " as member %" PRIx64
-			 " (%zu members)",
-			 s->cluster_id, s->member_id, s->members->ms.n);
-	return err;
-}
-
 int server_members_open(struct server *s, char *errbuf, size_t errlen)
 {
 	const struct config *c = s->cfg;
@@ -532,7 +296,7 @@ int server_members_open(struct server *s, char *errbuf, size_t errlen)
 		if ((err = config_verify_bootstrap(c, join, errbuf, errlen)) <
 		    0)
 			return err;
-		err = join ? open_join(s, errbuf, errlen)
+		err = join ? server_join_open(s, errbuf, errlen)
 			   : open_new(s, errbuf, errlen);
 	}
 	/* durable before the WAL exists: a restart with a WAL must find the
@@ -572,7 +336,7 @@ static char **client_urls(const struct config *c, size_t *n)
 		config_url_format(&c->advertise_client_urls[i], buf,
 				  sizeof(buf));
 		if (!(v[i] = strdup(buf))) {
-			free_urls(v, i);
+			server_members_free_urls(v, i);
 			return NULL;
 		}
 	}
@@ -607,7 +371,7 @@ static int publish(struct server *s)
 		(pb_size_t)n;
 	err = pbu_encode_alloc(&membershippb_AttrRaftRequest_msg, &r, &buf,
 			       &len);
-	free_urls(urls, n);
+	server_members_free_urls(urls, n);
 	if (err == 0)
 		err = raft_propose(s->raft, buf, len, NULL);
 	free(buf);
@@ -1135,51 +899,6 @@ static void on_removed_req(void *arg, uint64_t from, const void *req,
 	on_self_removed(s);
 }
 
-/* A new member asks who it is: {"peerURLs":[...]} -> our membership. */
-static void on_join_req(void *arg, uint64_t from, const void *req, size_t len,
-			struct peer_reply_ctx *rc)
-{
-	struct server *s = arg;
-	const struct members *ms = &s->members->ms;
-	json_t *o = json_loadb(req, len, 0, NULL), *a;
-	const char **urls = NULL;
-	const struct member *m = NULL;
-	char *list = NULL, *ans = NULL;
-	uint64_t id;
-	size_t n;
-
-	(void)from;
-	if (hex_field(o, "id", &id) == 0 && members_is_removed(ms, id)) {
-		/* a removed member that never applied its removal asks */
-		peer_reply(rc, CAIRN_EMEMBER_REMOVED, NULL, 0);
-		json_decref(o);
-		return;
-	}
-	a = json_object_get(o, "peerURLs");
-	n = json_array_size(a);
-	if (n && (urls = calloc(n, sizeof(*urls)))) {
-		for (size_t i = 0; i < n; i++)
-			urls[i] = json_string_value(json_array_get(a, i));
-		for (size_t i = 0; i < n && urls; i++)
-			if (!urls[i])
-				n = 0;
-		m = members_find_by_urls(ms, urls, n);
-	}
-	if (m && (list = members_list_json(ms)) &&
-	    asprintf(&ans,
-		     "{\"cluster\":\"%" PRIx64 "\",\"member\":\"%" PRIx64
-		     "\",\"members\":%s}",
-		     s->cluster_id, m->id, list) < 0)
-		ans = NULL;
-	if (ans)
-		peer_reply(rc, 0, ans, strlen(ans));
-	else
-		peer_reply(rc, m ? -ENOMEM : CAIRN_EMEMBER_NOT_FOUND, NULL, 0);
-	free(ans);
-	free(list);
-	free(urls);
-	json_decref(o);
-}
 
 /* ---- leaderless: were we removed while down? ---------------------------
  *
@@ -1362,8 +1081,8 @@ int server_members_start(struct server *s)
 	for (size_t i = 0; i < sm->ms.n; i++)
 		peer_link(s, &sm->ms.v[i]);
 	if (s->peers) {
-		peer_set_request_handler(s->peers, PEER_REQ_JOIN, on_join_req,
-					 s);
+		peer_set_request_handler(s->peers, PEER_REQ_JOIN,
+					 server_join_serve, s);
 		peer_set_request_handler(s->peers, PEER_REQ_PROMOTE,
 					 on_promote_req, s);
 		peer_set_request_handler(s->peers, PEER_REQ_REMOVED,
