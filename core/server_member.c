@@ -229,11 +229,20 @@ static void peer_unlink_removed(struct server *s, uint64_t id)
 
 /* ---- open: bootstrap, restart or join ----------------------------------- */
 
-void server_members_free_urls(char **v, size_t n)
+char **server_members_format_urls(const struct config_url *u, size_t n)
 {
-	for (size_t i = 0; v && i < n; i++)
-		free(v[i]);
-	free(v);
+	char **v = calloc(n + 1, sizeof(*v));
+
+	for (size_t i = 0; v && i < n; i++) {
+		char buf[300];
+
+		config_url_format(&u[i], buf, sizeof(buf));
+		if (!(v[i] = strdup(buf))) {
+			members_strv_free(v, i);
+			return NULL;
+		}
+	}
+	return v;
 }
 
 static int open_new(struct server *s, char *errbuf, size_t errlen)
@@ -326,24 +335,6 @@ void server_members_conf(struct server *s, uint64_t *voters, size_t *n_voters,
 
 /* ---- member attributes (etcd's publish) ---------------------------------- */
 
-static char **client_urls(const struct config *c, size_t *n)
-{
-	char **v = calloc(c->n_advertise_client_urls + 1, sizeof(*v));
-
-	for (size_t i = 0; v && i < c->n_advertise_client_urls; i++) {
-		char buf[300];
-
-		config_url_format(&c->advertise_client_urls[i], buf,
-				  sizeof(buf));
-		if (!(v[i] = strdup(buf))) {
-			server_members_free_urls(v, i);
-			return NULL;
-		}
-	}
-	*n = c->n_advertise_client_urls;
-	return v;
-}
-
 static void on_restore(void *arg);
 
 static int publish(struct server *s)
@@ -351,8 +342,9 @@ static int publish(struct server *s)
 	struct server_members *sm = s->members;
 	membershippb_AttrRaftRequest r;
 	uint8_t *buf = NULL;
-	size_t n = 0, len;
-	char **urls = client_urls(s->cfg, &n);
+	size_t n = s->cfg->n_advertise_client_urls, len;
+	char **urls = server_members_format_urls(s->cfg->advertise_client_urls,
+						 n);
 	int err = -ENOMEM;
 
 	memset(&r, 0, sizeof(r));
@@ -371,7 +363,7 @@ static int publish(struct server *s)
 		(pb_size_t)n;
 	err = pbu_encode_alloc(&membershippb_AttrRaftRequest_msg, &r, &buf,
 			       &len);
-	server_members_free_urls(urls, n);
+	members_strv_free(urls, n);
 	if (err == 0)
 		err = raft_propose(s->raft, buf, len, NULL);
 	free(buf);
@@ -393,10 +385,9 @@ static void publish_cb(evutil_socket_t fd, short what, void *arg)
 		/* here, not in server_members_start: server_snap_open (which
 		 * takes the hooks) runs after it; no snapshot can be installed
 		 * before the loop runs */
-		sm->restore_hooked = server_on_restore(s, on_restore, s) == 0;
-		if (!sm->restore_hooked)
+		if (server_on_restore(s, on_restore, s) < 0)
 			log_warn("members will not follow snapshot installs");
-		sm->restore_hooked = true; /* warned once */
+		sm->restore_hooked = true; /* tried once */
 	}
 	if (sm->published || sm->removed || s->stopping)
 		return;
@@ -567,14 +558,13 @@ static void apply_conf_change(struct server *s, const struct raft_entry *e,
 		member_clear(&ctx);
 	if (err == 0)
 		err = change_effects(s, type, cc.NodeID);
-	if (err < 0 && err > CAIRN_EBASE) {
-		/* memory or the engine: the membership may be half changed */
-		server_fail_fatal(s, err, "conf change");
-	} else if (err < 0) {
+	/* a system error (memory, the engine: the membership may be half
+	 * changed) stops the member in apply_committed, as for any request */
+	if (err <= CAIRN_EBASE) {
 		log_info("%s of member %" PRIx64 " refused: %s",
 			 cc_name(type, promote), cc.NodeID,
 			 cairn_strerror(err));
-	} else {
+	} else if (err == 0) {
 		log_info("applied %s of member %" PRIx64 " (%zu members)",
 			 cc_name(type, promote), cc.NodeID, sm->ms.n);
 	}

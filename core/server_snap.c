@@ -144,44 +144,22 @@ static uint64_t get_be(const uint8_t *p, int n)
 
 /* ---- files ------------------------------------------------------------- */
 
-/* Remove a file or a directory tree (an engine's data); absent is fine. */
-static int rm_tree(const char *path)
+/* sqlite's side files of the db at path; absent is fine. */
+static void rm_side_files(const char *path)
 {
-	struct stat st;
-	struct dirent *de;
-	DIR *d;
-	int err = 0;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
-	if (!(d = opendir(path)))
-		return -errno;
-	while (!err && (de = readdir(d))) {
-		char sub[4608];
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-		err = rm_tree(sub);
-	}
-	closedir(d);
-	if (!err && rmdir(path) < 0)
-		err = -errno;
-	return err;
-}
-
-/* An engine's data at path and sqlite's side files. */
-static int rm_db(const char *path)
-{
-	char side[4300];
+	char side[4620]; /* path (up to 4608) and a suffix */
 
 	snprintf(side, sizeof(side), "%s-wal", path);
 	unlink(side);
 	snprintf(side, sizeof(side), "%s-shm", path);
 	unlink(side);
-	return rm_tree(path);
+}
+
+/* An engine's data at path and sqlite's side files. */
+static int rm_db(const char *path)
+{
+	rm_side_files(path);
+	return fd_rm_tree(path);
 }
 
 static void snap_db_path(const struct server *s, uint64_t index, char *out,
@@ -216,13 +194,10 @@ static int replace_db(const char *src, const char *dst, const char *dir)
 	struct stat st;
 	int err;
 
-	snprintf(side, sizeof(side), "%s-wal", dst);
-	unlink(side);
-	snprintf(side, sizeof(side), "%s-shm", dst);
-	unlink(side);
+	rm_side_files(dst);
 	if (lstat(dst, &st) == 0 && S_ISDIR(st.st_mode)) {
 		snprintf(side, sizeof(side), "%s.old", dst);
-		if ((err = rm_tree(side)) < 0)
+		if ((err = fd_rm_tree(side)) < 0)
 			return err;
 		if (rename(dst, side) < 0)
 			return -errno;
@@ -231,7 +206,7 @@ static int replace_db(const char *src, const char *dst, const char *dir)
 			return -errno;
 		if ((err = fd_fsync_dir(dir)) < 0)
 			return err;
-		return rm_tree(side);
+		return fd_rm_tree(side);
 	}
 	if (rename(src, dst) < 0)
 		return -errno;

@@ -38,7 +38,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -196,35 +195,6 @@ static char *rdb_concat(const char *a, const char *b)
 	return s;
 }
 
-static int rdb_rm_one(const char *p, const struct stat *st, int flag,
-		      struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-/* rm -rf; absent is fine. */
-static int rdb_rmtree(const char *path)
-{
-	if (nftw(path, rdb_rm_one, 16, FTW_DEPTH | FTW_PHYS) == 0)
-		return 0;
-	return errno == ENOENT ? 0 : -errno;
-}
-
-static int rdb_fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) != 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 /* fsync the directory holding path (for a rename or create in it). */
 static int rdb_fsync_parent(const char *path)
 {
@@ -235,12 +205,12 @@ static int rdb_fsync_parent(const char *path)
 		return -ENOMEM;
 	slash = strrchr(dir, '/');
 	if (!slash)
-		err = rdb_fsync_path(".");
+		err = fd_fsync_dir(".");
 	else if (slash == dir)
-		err = rdb_fsync_path("/");
+		err = fd_fsync_dir("/");
 	else {
 		*slash = '\0';
-		err = rdb_fsync_path(dir);
+		err = fd_fsync_dir(dir);
 	}
 	free(dir);
 	return err;
@@ -573,7 +543,7 @@ static int rdb_restore_unpack(const char *path, const char *unpack,
 			 path);
 		return -EINVAL;
 	}
-	if ((err = rdb_rmtree(unpack)))
+	if ((err = fd_rm_tree(unpack)))
 		return err;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -1264,7 +1234,7 @@ static int rdb_snapshot(struct engine *e, int fd, uint64_t *written)
 out:
 	if (cp)
 		rocksdb_checkpoint_object_destroy(cp);
-	rdb_rmtree(tmp);
+	fd_rm_tree(tmp);
 	free(tmp);
 	return err;
 }
@@ -1396,7 +1366,7 @@ fail:
 	if (dfd >= 0)
 		close(dfd);
 	free(buf);
-	rdb_rmtree(dir);
+	fd_rm_tree(dir);
 	return err;
 }
 
