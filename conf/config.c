@@ -332,9 +332,9 @@ void config_defaults(struct config *c, const char *default_backend)
 	c->max_txn_ops = CONFIG_DEFAULT_MAX_TXN_OPS;
 	c->max_concurrent_streams = CONFIG_DEFAULT_MAX_STREAMS;
 	c->grpc_keepalive_min_time_ms = CONFIG_DEFAULT_KEEPALIVE_MIN_TIME_MS;
-	c->watch_progress_notify_ms = CONFIG_DEFAULT_WATCH_PROGRESS_MS;
 	c->grpc_keepalive_interval_ms = CONFIG_DEFAULT_KEEPALIVE_INTERVAL_MS;
 	c->grpc_keepalive_timeout_ms = CONFIG_DEFAULT_KEEPALIVE_TIMEOUT_MS;
+	c->watch_progress_notify_ms = CONFIG_DEFAULT_WATCH_PROGRESS_MS;
 	def_url(c, &c->listen_client_urls, &c->n_listen_client_urls,
 		CONFIG_DEFAULT_CLIENT_URL);
 	def_url(c, &c->advertise_client_urls, &c->n_advertise_client_urls,

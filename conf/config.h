@@ -61,9 +61,9 @@
 #define CONFIG_DEFAULT_MAX_TXN_OPS 128
 #define CONFIG_DEFAULT_MAX_STREAMS 4294967295ULL
 #define CONFIG_DEFAULT_KEEPALIVE_MIN_TIME_MS 5000
-#define CONFIG_DEFAULT_WATCH_PROGRESS_MS (10 * 60 * 1000)
 #define CONFIG_DEFAULT_KEEPALIVE_INTERVAL_MS (2ULL * 3600 * 1000)
 #define CONFIG_DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
+#define CONFIG_DEFAULT_WATCH_PROGRESS_MS (10 * 60 * 1000)
 
 /* One parsed URL: scheme "http" or "https" (lower case); host without
  * brackets (an IPv6 literal is stored as "::1"); port 1..65535. */
@@ -95,9 +95,10 @@ struct config {
 	uint64_t max_txn_ops;
 	uint64_t max_concurrent_streams; /* <= UINT32_MAX */
 	uint64_t grpc_keepalive_min_time_ms;
-	uint64_t watch_progress_notify_ms; /* --experimental-watch-progress-notify-interval */
 	uint64_t grpc_keepalive_interval_ms; /* 0 = disabled */
 	uint64_t grpc_keepalive_timeout_ms;  /* 0 = disabled */
+	/* --experimental-watch-progress-notify-interval */
+	uint64_t watch_progress_notify_ms;
 	struct config_url *listen_client_urls;
 	size_t n_listen_client_urls;
 	struct config_url *listen_peer_urls;
@@ -140,7 +141,7 @@ struct config {
 
 	/* cairn's own */
 	char *backend;
-	bool test_faults; /* --experimental-test-faults: TEST ONLY */
+	bool test_faults;  /* --experimental-test-faults: TEST ONLY */
 	char *config_file; /* the YAML file used, or NULL */
 	bool show_help;
 	bool show_version;

@@ -43,7 +43,7 @@ enum grpc_status {
 	X(DUPLICATE_KEY, GRPC_INVALID_ARGUMENT,                                \
 	  "etcdserver: duplicate key given in txn request")                    \
 	X(COMPACTED, GRPC_OUT_OF_RANGE,                                        \
-	  "etcdserver: mvcc: required revision has been compacted")           \
+	  "etcdserver: mvcc: required revision has been compacted")            \
 	X(FUTURE_REV, GRPC_OUT_OF_RANGE,                                       \
 	  "etcdserver: mvcc: required revision is a future revision")          \
 	X(NO_SPACE, GRPC_RESOURCE_EXHAUSTED,                                   \
@@ -57,7 +57,7 @@ enum grpc_status {
 	X(REQUEST_TOO_LARGE, GRPC_INVALID_ARGUMENT,                            \
 	  "etcdserver: request is too large")                                  \
 	X(NO_LEADER, GRPC_UNAVAILABLE, "etcdserver: no leader")                \
-	X(NOT_LEADER, GRPC_FAILED_PRECONDITION, "etcdserver: not leader")              \
+	X(NOT_LEADER, GRPC_FAILED_PRECONDITION, "etcdserver: not leader")      \
 	X(LEADER_CHANGED, GRPC_UNAVAILABLE, "etcdserver: leader changed")      \
 	X(STOPPED, GRPC_UNAVAILABLE, "etcdserver: server stopped")             \
 	X(TIMEOUT, GRPC_UNAVAILABLE, "etcdserver: request timed out")          \
@@ -69,8 +69,7 @@ enum grpc_status {
 	X(CORRUPT, GRPC_DATA_LOSS, "etcdserver: corrupt cluster")              \
 	X(INVALID_SORT, GRPC_INVALID_ARGUMENT,                                 \
 	  "etcdserver: invalid sort option")                                   \
-	X(BAD_REQUEST, GRPC_INVALID_ARGUMENT,                                  \
-	  "etcdserver: malformed request")                                     \
+	X(BAD_REQUEST, GRPC_INVALID_ARGUMENT, "etcdserver: malformed request") \
 	X(UNIMPLEMENTED, GRPC_UNIMPLEMENTED, "unknown method")                 \
 	X(MEMBER_EXIST, GRPC_FAILED_PRECONDITION,                              \
 	  "etcdserver: member ID already exist")                               \
@@ -104,7 +103,7 @@ enum grpc_status {
 	  "etcdserver: the member has been permanently removed from the "      \
 	  "cluster")                                                           \
 	X(CONF_CHANGE_PENDING, GRPC_FAILED_PRECONDITION,                       \
-	  "etcdserver: a membership change is still in progress")             \
+	  "etcdserver: a membership change is still in progress")              \
 	X(LEADER_TRANSFER, GRPC_UNAVAILABLE,                                   \
 	  "etcdserver: leadership transfer in progress")                       \
 	X(TIMEOUT_LEADER_TRANSFER, GRPC_UNAVAILABLE,                           \

@@ -270,9 +270,12 @@ static void keys_grow(struct lessor *l)
 
 static void key_detach(struct lessor *l, const uint8_t *k, size_t n)
 {
-	struct lease_key **p = key_slot(l, k, n, hash_bytes(k, n));
-	struct lease_key *lk = *p;
+	struct lease_key **p, *lk;
 
+	if (l->n_keys == 0) /* every change of a key without a lease: no hash */
+		return;
+	p = key_slot(l, k, n, hash_bytes(k, n));
+	lk = *p;
 	if (!lk)
 		return;
 	*p = lk->hnext;

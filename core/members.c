@@ -207,7 +207,7 @@ int members_url_host_port(const char *url, char *host, size_t cap,
 
 /* ---- one member ---------------------------------------------------------- */
 
-static void free_strv(char **v, size_t n)
+void members_strv_free(char **v, size_t n)
 {
 	for (size_t i = 0; v && i < n; i++)
 		free(v[i]);
@@ -225,7 +225,7 @@ static char **dup_strv(const char *const *v, size_t n)
 		const char *s = trim(v[i], &len);
 
 		if (!(out[i] = strndup(s, len))) {
-			free_strv(out, i);
+			members_strv_free(out, i);
 			return NULL;
 		}
 	}
@@ -253,8 +253,8 @@ int member_init(struct member *m, uint64_t id, const char *const *peer_urls,
 void member_clear(struct member *m)
 {
 	free(m->name);
-	free_strv(m->peer_urls, m->n_peer_urls);
-	free_strv(m->client_urls, m->n_client_urls);
+	members_strv_free(m->peer_urls, m->n_peer_urls);
+	members_strv_free(m->client_urls, m->n_client_urls);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -266,11 +266,11 @@ static int set_client(struct member *m, const char *name,
 
 	if (!nm || !cu) {
 		free(nm);
-		free_strv(cu, n);
+		members_strv_free(cu, n);
 		return -ENOMEM;
 	}
 	free(m->name);
-	free_strv(m->client_urls, m->n_client_urls);
+	members_strv_free(m->client_urls, m->n_client_urls);
 	m->name = nm;
 	m->client_urls = cu;
 	m->n_client_urls = n;
@@ -419,8 +419,8 @@ static int member_from_obj(json_t *o, uint64_t id, struct member *m,
 	if (is_promote)
 		*is_promote = json_is_true(json_object_get(o, "isPromote"));
 out:
-	free_strv(peers, np);
-	free_strv(clients, nc);
+	members_strv_free(peers, np);
+	members_strv_free(clients, nc);
 	return err;
 }
 
@@ -717,7 +717,7 @@ static int set_peer_urls(struct member *m, const struct member *ctx)
 
 	if (err < 0)
 		return err;
-	free_strv(m->peer_urls, m->n_peer_urls);
+	members_strv_free(m->peer_urls, m->n_peer_urls);
 	m->peer_urls = tmp.peer_urls;
 	m->n_peer_urls = tmp.n_peer_urls;
 	tmp.peer_urls = NULL;

@@ -97,6 +97,8 @@ int members_url_host_port(const char *url, char *host, size_t cap,
 int member_init(struct member *m, uint64_t id, const char *const *peer_urls,
 		size_t n, bool is_learner);
 void member_clear(struct member *m);
+/* Free the n strings of v, then v (v may be NULL). */
+void members_strv_free(char **v, size_t n);
 int member_copy(struct member *dst, const struct member *src);
 bool member_is_started(const struct member *m);
 

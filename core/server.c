@@ -404,10 +404,6 @@ void server_schedule_ready(struct server *s)
 		event_active(s->ready_ev, 0, 0);
 }
 
-/* Commit the engine batch now (no fsync: the WAL is the durability).
- * An error is fatal for the caller: MVCC's index would be ahead of the
- * engine (mvcc.h), and a restart replays the WAL from the engine's
- * index. */
 uint64_t server_now_ms(void)
 {
 	struct timespec ts;
@@ -416,6 +412,10 @@ uint64_t server_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Commit the engine batch now (no fsync: the WAL is the durability).
+ * An error is fatal for the caller: MVCC's index would be ahead of the
+ * engine (mvcc.h), and a restart replays the WAL from the engine's
+ * index. */
 int server_commit(struct server *s)
 {
 	uint64_t now;
@@ -703,7 +703,6 @@ static void ready_cb(evutil_socket_t fd, short what, void *arg)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
-
 	uint64_t now = server_now_ms();
 
 	(void)fd;

@@ -192,8 +192,10 @@ int server_join_open(struct server *s, char *errbuf, size_t errlen);
 /* server_join.c: the PEER_REQ_JOIN handler (arg: the server). */
 void server_join_serve(void *arg, uint64_t from, const void *req, size_t len,
 		       struct peer_reply_ctx *rc);
-/* Free n strings of v and v (v may be NULL). */
-void server_members_free_urls(char **v, size_t n);
+/* The n URLs of u formatted as strings (config_url_format), in an array
+ * of n + 1 for members_strv_free; NULL without memory. */
+struct config_url;
+char **server_members_format_urls(const struct config_url *u, size_t n);
 
 
 /* After open_storage, before the WAL opens: decide this member's id, the

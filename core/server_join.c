@@ -36,29 +36,6 @@
 #define JOIN_ROUNDS 5
 #define JOIN_PAUSE_MS 1000
 
-static int self_peer_urls(const struct config *c, char ***out, size_t *n)
-{
-	char **v = calloc(c->n_initial_advertise_peer_urls + 1, sizeof(*v));
-
-	if (!v)
-		return -ENOMEM;
-	for (size_t i = 0; i < c->n_initial_advertise_peer_urls; i++) {
-		char buf[300];
-
-		config_url_format(&c->initial_advertise_peer_urls[i], buf,
-				  sizeof(buf));
-		if (!(v[i] = strdup(buf))) {
-			while (i > 0)
-				free(v[--i]);
-			free(v);
-			return -ENOMEM;
-		}
-	}
-	*out = v;
-	*n = c->n_initial_advertise_peer_urls;
-	return 0;
-}
-
 struct join_state {
 	bool done;
 	int err;
@@ -119,17 +96,18 @@ static int join_parse(struct server *s, const char *buf, size_t len)
 
 static char *join_request(const struct config *c)
 {
-	char **urls;
-	size_t n;
+	size_t n = c->n_initial_advertise_peer_urls;
+	char **urls = server_members_format_urls(c->initial_advertise_peer_urls,
+						 n);
 	json_t *a, *o;
 	char *out;
 
-	if (self_peer_urls(c, &urls, &n) < 0)
+	if (!urls)
 		return NULL;
 	a = json_array();
 	for (size_t i = 0; a && i < n; i++)
 		json_array_append_new(a, json_string(urls[i]));
-	server_members_free_urls(urls, n);
+	members_strv_free(urls, n);
 	o = json_pack("{s:o}", "peerURLs", a);
 	out = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
@@ -264,6 +242,7 @@ void server_join_serve(void *arg, uint64_t from, const void *req, size_t len,
 	char *list = NULL, *ans = NULL;
 	uint64_t id;
 	size_t n;
+	int err = CAIRN_EMEMBER_NOT_FOUND;
 
 	(void)from;
 	if (hex_field(o, "id", &id) == 0 && members_is_removed(ms, id)) {
@@ -274,24 +253,29 @@ void server_join_serve(void *arg, uint64_t from, const void *req, size_t len,
 	}
 	a = json_object_get(o, "peerURLs");
 	n = json_array_size(a);
-	if (n && (urls = calloc(n, sizeof(*urls)))) {
+	if (n && !(urls = calloc(n, sizeof(*urls))))
+		err = -ENOMEM;
+	if (urls) {
 		for (size_t i = 0; i < n; i++)
 			urls[i] = json_string_value(json_array_get(a, i));
-		for (size_t i = 0; i < n && urls; i++)
+		for (size_t i = 0; i < n; i++)
 			if (!urls[i])
 				n = 0;
 		m = members_find_by_urls(ms, urls, n);
 	}
-	if (m && (list = members_list_json(ms)) &&
-	    asprintf(&ans,
-		     "{\"cluster\":\"%" PRIx64 "\",\"member\":\"%" PRIx64
-		     "\",\"members\":%s}",
-		     s->cluster_id, m->id, list) < 0)
-		ans = NULL;
+	if (m) {
+		err = -ENOMEM; /* unless the answer is made */
+		if ((list = members_list_json(ms)) &&
+		    asprintf(&ans,
+			     "{\"cluster\":\"%" PRIx64 "\",\"member\":\"%" PRIx64
+			     "\",\"members\":%s}",
+			     s->cluster_id, m->id, list) < 0)
+			ans = NULL;
+	}
 	if (ans)
 		peer_reply(rc, 0, ans, strlen(ans));
 	else
-		peer_reply(rc, m ? -ENOMEM : CAIRN_EMEMBER_NOT_FOUND, NULL, 0);
+		peer_reply(rc, err, NULL, 0);
 	free(ans);
 	free(list);
 	free(urls);

@@ -979,10 +979,7 @@ static void watcher_free(struct watcher *w)
 	for (size_t i = s->qhead; i < s->qlen; i++)
 		if (s->q[i].w == w)
 			ent_consume(s, &s->q[i]);
-	if (!w->synced) {
-		s->nunsynced--;
-		h->nunsynced--;
-	}
+	set_synced(w); /* only to leave the unsynced counts */
 	index_del(h, w);
 	h->nwatchers--;
 	if (w->sprev)

@@ -1,8 +1,8 @@
 /* grpc_wire: the pure, socket-free parts of gRPC over HTTP/2.
  *
- * Internal to net/ (grpc.c, h2conn.c and the unit tests). No I/O, no
- * event loop, no global state: every function here can be tested with
- * byte strings alone.
+ * Used by net/ (grpc.c, h2conn.c), cairn-bench's client (tools/bench)
+ * and the unit tests. No I/O, no event loop, no global state: every
+ * function here can be tested with byte strings alone.
  *
  * Length-prefixed message (gRPC "Length-Prefixed-Message"):
  *

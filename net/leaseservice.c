@@ -360,23 +360,31 @@ static int fwd_start(struct lease_svc *svc, uint8_t kind, const uint8_t *req,
 
 /* ---- serving the followers (leader side) --------------------------------- */
 
-static int local_keepalive(struct lessor *l, const uint8_t *req, size_t len,
-			   uint8_t **buf, size_t *blen)
+/* Renew lease id in this member's lessor (the leader's): its encoded
+ * LeaseKeepAliveResponse into *buf (malloc'd). */
+static int keepalive_build(struct lessor *l, int64_t id, uint8_t **buf,
+			   size_t *blen)
 {
-	etcdserverpb_LeaseKeepAliveRequest kr = {0};
 	etcdserverpb_LeaseKeepAliveResponse resp = {0};
-	int err = pbu_decode(&etcdserverpb_LeaseKeepAliveRequest_msg, &kr, req,
-			     len);
+	int err = lessor_keepalive(l, id, &resp.TTL);
 
-	if (err == 0)
-		err = lessor_keepalive(l, kr.ID, &resp.TTL);
 	if (err < 0)
 		return err;
 	resp.has_header = true;
 	resp.header = header(l);
-	resp.ID = kr.ID;
+	resp.ID = id;
 	return pbu_encode_alloc(&etcdserverpb_LeaseKeepAliveResponse_msg, &resp,
 				buf, blen);
+}
+
+static int local_keepalive(struct lessor *l, const uint8_t *req, size_t len,
+			   uint8_t **buf, size_t *blen)
+{
+	etcdserverpb_LeaseKeepAliveRequest kr = {0};
+	int err = pbu_decode(&etcdserverpb_LeaseKeepAliveRequest_msg, &kr, req,
+			     len);
+
+	return err < 0 ? err : keepalive_build(l, kr.ID, buf, blen);
 }
 
 static int local_answer(struct lessor *l, uint8_t kind, const uint8_t *req,
@@ -655,7 +663,7 @@ static void ka_message(struct grpc_call *call, const uint8_t *msg, size_t len,
 		}
 	}
 	if (err == 0)
-		err = local_keepalive(ks->l, msg, len, &buf, &blen);
+		err = keepalive_build(ks->l, req.ID, &buf, &blen);
 	if (err == CAIRN_ELEASE_NOT_FOUND)
 		err = ka_send_unknown(ks, req.ID);
 	else if (err == 0)

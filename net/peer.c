@@ -923,6 +923,27 @@ struct peer_conn *peer_conn_new(struct peer_transport *t)
 	return c;
 }
 
+int peer_conn_dial(struct peer_conn *c, const struct sockaddr_storage *addr,
+		   int addrlen, const char *host, uint16_t port)
+{
+	struct peer_transport *t = c->t;
+
+	c->bev = bufferevent_socket_new(t->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		peer_conn_free(c);
+		return -ENOMEM;
+	}
+	snprintf(c->name, sizeof(c->name), "%s:%u", host, port);
+	if (bufferevent_socket_connect(c->bev, (const struct sockaddr *)addr,
+				       addrlen) < 0) {
+		peer_conn_free(c);
+		return -ECONNREFUSED;
+	}
+	c->next = t->conns;
+	t->conns = c;
+	return 0;
+}
+
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		      struct sockaddr *sa, int salen, void *arg)
 {
@@ -1141,27 +1162,17 @@ int peer_snapshot_send(struct peer_transport *t, uint64_t to,
 		peer_conn_free(c);
 		return rc;
 	}
-	c->bev = bufferevent_socket_new(t->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->bev) {
-		peer_conn_free(c);
-		return -ENOMEM;
-	}
 	c->id = to;
 	c->state = S_CONNECT;
 	c->read = read;
 	c->read_arg = read_arg;
 	c->done = done;
 	c->done_arg = done_arg;
-	snprintf(c->name, sizeof(c->name), "%s:%u", p->host, p->port);
 	/* Callbacks only after the connect call, as in peer_dial(): so done
 	 * never runs from inside this function. */
-	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&p->addr,
-				       p->addrlen) < 0) {
-		peer_conn_free(c);
-		return -ECONNREFUSED;
-	}
-	c->next = t->conns;
-	t->conns = c;
+	rc = peer_conn_dial(c, &p->addr, p->addrlen, p->host, p->port);
+	if (rc)
+		return rc;
 	p->snap = c;
 	bufferevent_setcb(c->bev, snapout_read_cb, snapout_write_cb,
 			  snapout_event_cb, c);

@@ -204,6 +204,11 @@ void peer_set_nodelay(struct bufferevent *bev);
 struct peer_conn *peer_conn_new(struct peer_transport *t);
 void peer_conn_kill(struct peer_conn *c); /* invariant 4 */
 void peer_conn_free(struct peer_conn *c); /* never linked, or reaped */
+/* Start connecting the outbound stream c (its state set) to addr, named
+ * host:port, and link it on t->conns: 0, or -ENOMEM / -ECONNREFUSED with
+ * c freed. The caller sets the callbacks after (none runs inside). */
+int peer_conn_dial(struct peer_conn *c, const struct sockaddr_storage *addr,
+		   int addrlen, const char *host, uint16_t port);
 /* Queue f for p (bounded, invariant 1): 0 or -EAGAIN (f freed). */
 int peer_queue_push(struct peer *p, struct peer_frame *f);
 void peer_flush(struct peer *p);

@@ -430,23 +430,15 @@ static int join_conn(struct peer_transport *t, struct peer_req *r,
 		return rc;
 	if (!(c = peer_conn_new(t)))
 		return -ENOMEM;
-	c->jframe = req_frame(r->id, PEER_REQ_JOIN, req, len);
-	c->bev = bufferevent_socket_new(t->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->jframe || !c->bev) {
+	if (!(c->jframe = req_frame(r->id, PEER_REQ_JOIN, req, len))) {
 		peer_conn_free(c);
 		return -ENOMEM;
 	}
 	c->state = J_CONNECT;
-	snprintf(c->name, sizeof(c->name), "%s:%u", host, port);
-	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&addr,
-				       addrlen) < 0) {
-		peer_conn_free(c);
-		return -ECONNREFUSED;
-	}
+	if ((rc = peer_conn_dial(c, &addr, addrlen, host, port)))
+		return rc;
 	c->jreq = r;
 	r->jc = c;
-	c->next = t->conns;
-	t->conns = c;
 	bufferevent_setcb(c->bev, joinout_read_cb, NULL, joinout_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, HDR + t->cfg.max_frame);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);

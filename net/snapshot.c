@@ -35,6 +35,7 @@
 #include "net/grpc.h"
 #include "net/proto/pbutil.h"
 #include "net/proto/rpc.pb.h"
+#include "net/rpcreply.h"
 
 #define SNAP_CHUNK (32 * 1024)
 
@@ -70,8 +71,7 @@ static void xfer_end(struct snap_xfer *x, int err)
 		grpc_call_set_writable_cb(x->call, NULL, NULL);
 		grpc_call_set_user(x->call, NULL);
 		if (err)
-			grpc_call_fail(x->call, cairn_grpc_status(err),
-				       cairn_strerror(err));
+			rpc_fail(x->call, err);
 		else
 			grpc_call_finish(x->call, GRPC_OK, NULL);
 		x->call = NULL;
@@ -211,7 +211,7 @@ static void snap_open(struct grpc_call *call, void *ctx)
 	struct snap_xfer *x = calloc(1, sizeof(*x));
 
 	if (!x) {
-		grpc_call_fail(call, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		rpc_fail(call, -ENOMEM);
 		return;
 	}
 	x->srv = ctx;

@@ -20,6 +20,7 @@
 #include "net/grpc.h"
 #include "net/proto/pbutil.h"
 #include "net/proto/rpc.pb.h"
+#include "net/rpcreply.h"
 
 #define WSVC_GRPC_OVERHEAD (512 * 1024)
 
@@ -104,7 +105,7 @@ static int encode_send(struct wsvc_call *c, etcdserverpb_WatchResponse *resp,
 static int send_fragments(struct wsvc_call *c, etcdserverpb_WatchResponse *resp,
 			  size_t n)
 {
-	size_t len, i = 0;
+	size_t len, base, one, i = 0;
 	int err, last = 0;
 
 	if ((err = part_size(c, resp, 0, n, &len)) < 0)
@@ -114,12 +115,18 @@ static int send_fragments(struct wsvc_call *c, etcdserverpb_WatchResponse *resp,
 	while (i < n) {
 		size_t j = i + 1;
 
-		/* grow the part while it stays under the limit */
+		if ((err = part_size(c, resp, i, i, &base)) < 0 ||
+		    (err = part_size(c, resp, i, j, &len)) < 0)
+			return err;
+		/* grow the part while it stays under the limit; a repeated
+		 * field's size is the sum of its elements', so each event is
+		 * sized once, alone (base: the response without events) */
 		while (j < n) {
-			if ((err = part_size(c, resp, i, j + 1, &len)) < 0)
+			if ((err = part_size(c, resp, j, j + 1, &one)) < 0)
 				return err;
-			if (len >= c->w->max_bytes)
+			if (len + (one - base) >= c->w->max_bytes)
 				break;
+			len += one - base;
 			j++;
 		}
 		resp->fragment = j < n;
@@ -240,8 +247,7 @@ static void on_message(struct grpc_call *call, const uint8_t *msg, size_t len,
 		grpc_call_set_user(call, NULL);
 		watch_stream_destroy(c->ws);
 		free(c);
-		grpc_call_fail(call, cairn_grpc_status(-ENOMEM),
-			       cairn_strerror(-ENOMEM));
+		rpc_fail(call, -ENOMEM);
 	}
 }
 
@@ -256,8 +262,7 @@ static void on_open(struct grpc_call *call, void *ctx)
 	if (!c || watch_stream_create(((struct wsvc *)ctx)->hub, wsvc_send, c,
 				      &c->ws) < 0) {
 		free(c);
-		grpc_call_fail(call, cairn_grpc_status(-ENOMEM),
-			       cairn_strerror(-ENOMEM));
+		rpc_fail(call, -ENOMEM);
 		return;
 	}
 	c->w = ctx;
@@ -325,8 +330,11 @@ int watchservice_register(struct grpc_server *gs, struct server *srv)
 		goto fail;
 	if ((err = server_on_change(srv, watch_hub_observe, w->hub)) < 0)
 		goto fail;
-	if ((err = server_on_close(srv, wsvc_free, w)) < 0)
-		goto fail; /* the change hook stays; nothing to undo it */
+	if ((err = server_on_close(srv, wsvc_free, w)) < 0) {
+		/* the change hook stays (nothing removes one), so w does */
+		log_error("watch: no server hook slot left");
+		return err;
+	}
 	if ((err = server_on_restore(srv, wsvc_restore, w)) < 0)
 		log_warn("watch: no restore hook (%s): watchers will not "
 			 "resync after a snapshot install",
@@ -334,9 +342,6 @@ int watchservice_register(struct grpc_server *gs, struct server *srv)
 	return grpc_server_register_stream(gs, "/etcdserverpb.Watch/Watch",
 					   &ops, w);
 fail:
-	if (err != -ENOSPC || !w->hub)
-		wsvc_free(w);
-	else
-		log_error("watch: no server hook slot left");
+	wsvc_free(w);
 	return err;
 }

@@ -1024,6 +1024,15 @@ fail:
 	return err;
 }
 
+/* Free what m holds (mvcc_close less the struct itself). */
+static void mvcc_free_state(struct mvcc *m)
+{
+	mvcc_release_view(m);
+	keyindex_destroy(m->idx);
+	free(m->pend);
+	free(m->arena);
+}
+
 int mvcc_reload(struct mvcc *m)
 {
 	struct mvcc *n;
@@ -1035,9 +1044,7 @@ int mvcc_reload(struct mvcc *m)
 	err = mvcc_open(m->h, &n);
 	if (err)
 		return err;
-	keyindex_destroy(m->idx);
-	free(m->pend);
-	free(m->arena);
+	mvcc_free_state(m);
 	/* the observer stays: it belongs to whoever set it, not to the data */
 	n->obs = m->obs;
 	n->obs_arg = m->obs_arg;
@@ -1050,9 +1057,6 @@ void mvcc_close(struct mvcc *m)
 {
 	if (!m)
 		return;
-	mvcc_release_view(m);
-	keyindex_destroy(m->idx);
-	free(m->pend);
-	free(m->arena);
+	mvcc_free_state(m);
 	free(m);
 }

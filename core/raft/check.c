@@ -63,7 +63,8 @@ static int raft_check_conf_change(const struct raft *r)
 /* Invariants 9-12. */
 static int raft_check_cluster(const struct raft *r)
 {
-	const struct raft_progress *self = NULL, *pr = NULL;
+	const struct raft_progress *self = raft_pr_find(r, r->id);
+	const struct raft_progress *pr = raft_pr_find(r, r->lead_transferee);
 	uint64_t prev_seq = 0;
 	size_t i;
 	int err;
@@ -71,12 +72,6 @@ static int raft_check_cluster(const struct raft *r)
 	err = raft_check_prs(r);
 	if (err)
 		return err;
-	for (i = 0; i < r->n_prs; i++) {
-		if (r->prs[i].id == r->id)
-			self = &r->prs[i];
-		if (r->prs[i].id == r->lead_transferee)
-			pr = &r->prs[i];
-	}
 	RAFT_CHECK(r->n_rq == 0 || r->role == RAFT_LEADER);
 	for (i = 0; i < r->n_rq; i++) {
 		RAFT_CHECK(r->rq[i].seq == 0 || i == 0 || r->rq[i - 1].seq);

@@ -243,14 +243,10 @@ void raft_conf(const struct raft *r, uint64_t *voters, size_t *n_voters,
 int raft_progress(const struct raft *r, uint64_t id,
 		  struct raft_progress_info *out)
 {
-	const struct raft_progress *pr = NULL;
-	size_t i;
+	const struct raft_progress *pr = raft_pr_find(r, id);
 
 	if (r->role != RAFT_LEADER)
 		return CAIRN_ENOT_LEADER;
-	for (i = 0; i < r->n_prs && !pr; i++)
-		if (r->prs[i].id == id)
-			pr = &r->prs[i];
 	if (!pr)
 		return -ENOENT;
 	out->match = id == r->id ? r->log.stable : pr->match;

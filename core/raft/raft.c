@@ -107,7 +107,7 @@ size_t raft_quorum(const struct raft *r)
 	return n / 2 + 1;
 }
 
-struct raft_progress *raft_pr_find(struct raft *r, uint64_t id)
+struct raft_progress *raft_pr_find(const struct raft *r, uint64_t id)
 {
 	size_t i;
 
@@ -263,15 +263,13 @@ bool raft_send_append(struct raft *r, struct raft_progress *pr, bool if_empty)
 	return send_append_ex(r, pr, if_empty, false);
 }
 
-#define send_append raft_send_append
-
 void raft_bcast_append(struct raft *r)
 {
 	size_t i;
 
 	for (i = 0; i < r->n_prs; i++)
 		if (!raft_is_self(r, &r->prs[i]))
-			send_append(r, &r->prs[i], true);
+			raft_send_append(r, &r->prs[i], true);
 }
 
 /* ctx: the read round to confirm (0: the pending one, if any). */
@@ -301,24 +299,35 @@ void raft_bcast_heartbeat(struct raft *r, uint64_t ctx)
 
 /* §5.3/§5.4.2: commit the highest index durable on a majority, but only if
  * it has the current term. */
-bool raft_leader_maybe_commit(struct raft *r)
+uint64_t raft_quorum_value(struct raft *r,
+			   uint64_t (*val)(const struct raft *r,
+					   const struct raft_progress *pr))
 {
-	uint64_t *v = r->scratch_match, x, t;
+	uint64_t *v = r->scratch_match, x;
 	size_t i, j, n = 0;
 
 	for (i = 0; i < r->n_prs; i++) {
 		if (r->prs[i].learner)
 			continue;
-		x = raft_is_self(r, &r->prs[i]) ? r->log.stable
-						: r->prs[i].match;
+		x = val(r, &r->prs[i]);
 		for (j = n; j > 0 && v[j - 1] < x; j--)
 			v[j] = v[j - 1];
 		v[j] = x;
 		n++;
 	}
-	if (n == 0)
-		return false;
-	x = v[raft_quorum(r) - 1]; /* descending: the quorum-th largest */
+	return n ? v[raft_quorum(r) - 1] : 0; /* descending: quorum-th largest */
+}
+
+static uint64_t durable_index(const struct raft *r,
+			      const struct raft_progress *pr)
+{
+	return raft_is_self(r, pr) ? r->log.stable : pr->match;
+}
+
+bool raft_leader_maybe_commit(struct raft *r)
+{
+	uint64_t x = raft_quorum_value(r, durable_index), t;
+
 	if (x <= r->log.commit)
 		return false;
 	if (raft_log_term(&r->log, x, &t) != 0 || t != r->term)
@@ -601,22 +610,32 @@ static int leader_can_take(const struct raft *r, uint32_t type)
 	return 0;
 }
 
+/* A private copy of a proposal's data[0..len) into *out (NULL when len
+ * is 0): 0 or -ENOMEM. */
+static int prop_copy(const void *data, size_t len, uint8_t **out)
+{
+	*out = NULL;
+	if (!len)
+		return 0;
+	*out = malloc(len);
+	if (!*out)
+		return -ENOMEM;
+	memcpy(*out, data, len);
+	return 0;
+}
+
 /* Copy data[0..len) and append it as a new entry of the leader's term. */
 static int leader_propose(struct raft *r, uint32_t type, const void *data,
 			  size_t len)
 {
-	uint8_t *d = NULL;
+	uint8_t *d;
 	int err;
 
 	err = leader_can_take(r, type);
+	if (!err)
+		err = prop_copy(data, len, &d);
 	if (err)
 		return err;
-	if (len) {
-		d = malloc(len);
-		if (!d)
-			return -ENOMEM;
-		memcpy(d, data, len);
-	}
 	err = raft_leader_append(r, type, d, len);
 	if (err)
 		free(d);
@@ -649,7 +668,7 @@ static void leader_app_rejected(struct raft *r, struct raft_progress *pr,
 	if (raft_pr_maybe_decr(pr, m->index, hint)) {
 		if (pr->state == RAFT_PR_REPLICATE)
 			raft_pr_become_probe(pr);
-		send_append(r, pr, true);
+		raft_send_append(r, pr, true);
 	}
 }
 
@@ -660,21 +679,18 @@ static void leader_app_acked(struct raft *r, struct raft_progress *pr,
 		return; /* not from this term's log */
 	if (!raft_pr_maybe_update(pr, m->index))
 		return;
-	if (pr->state == RAFT_PR_PROBE) {
+	/* In SNAPSHOT: it has what the snapshot would give it. */
+	if (pr->state == RAFT_PR_PROBE ||
+	    (pr->state == RAFT_PR_SNAPSHOT &&
+	     pr->match >= pr->pending_snapshot))
 		raft_pr_become_replicate(pr);
-	} else if (pr->state == RAFT_PR_SNAPSHOT &&
-		   pr->match >= pr->pending_snapshot) {
-		/* It has what the snapshot would give it. */
-		raft_pr_become_probe(pr);
-		raft_pr_become_replicate(pr);
-	} else if (pr->state == RAFT_PR_REPLICATE) {
+	else if (pr->state == RAFT_PR_REPLICATE)
 		raft_pr_infl_free_to(pr, m->index);
-	}
 	/* A new commit index goes to everyone; then fill this member's
 	 * window (bounded by max_inflight and max_inflight_bytes). */
 	if (raft_leader_maybe_commit(r))
 		raft_bcast_append(r);
-	while (send_append(r, pr, false))
+	while (raft_send_append(r, pr, false))
 		;
 	raft_transfer_check(r, pr);
 }
@@ -1070,15 +1086,12 @@ static int forward_propose(struct raft *r, uint32_t type, const void *data,
 {
 	struct raft_entry e = {0};
 	struct raft_msg m = {0};
-	uint8_t *d = NULL;
+	uint8_t *d;
 	int err;
 
-	if (len) {
-		d = malloc(len);
-		if (!d)
-			return -ENOMEM;
-		memcpy(d, data, len);
-	}
+	err = prop_copy(data, len, &d);
+	if (err)
+		return err;
 	e.type = type;
 	e.data = d;
 	e.len = len;

@@ -202,13 +202,19 @@ struct raft {
 };
 
 /* raft.c, for ready.c, conf.c and read.c */
-struct raft_progress *raft_pr_find(struct raft *r, uint64_t id); /* or NULL */
+struct raft_progress *raft_pr_find(const struct raft *r,
+				   uint64_t id); /* or NULL */
 bool raft_leader_maybe_commit(struct raft *r);
 void raft_follower_flush_ack(struct raft *r);
 void raft_bcast_append(struct raft *r);
 bool raft_send_append(struct raft *r, struct raft_progress *pr, bool if_empty);
 void raft_bcast_heartbeat(struct raft *r, uint64_t ctx);
 size_t raft_quorum(const struct raft *r);
+/* The highest value val(r, pr) that a quorum of voters reached (the
+ * quorum-th largest; 0 without voters). Uses scratch_match. */
+uint64_t raft_quorum_value(struct raft *r,
+			   uint64_t (*val)(const struct raft *r,
+					   const struct raft_progress *pr));
 void raft_become_follower(struct raft *r, uint64_t term, uint64_t leader);
 /* Leader: append a new entry of its term taking data; 0 or -ENOMEM. */
 int raft_leader_append(struct raft *r, uint32_t type, uint8_t *data,

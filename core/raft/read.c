@@ -84,21 +84,15 @@ static void read_answer(struct raft *r, const struct raft_read_req *q)
 }
 
 /* The highest round a quorum of voters acknowledged (invariant 11). */
+static uint64_t read_acked(const struct raft *r,
+			   const struct raft_progress *pr)
+{
+	return pr->id == r->id ? r->read_seq : pr->read_ack;
+}
+
 static uint64_t read_confirmed(struct raft *r)
 {
-	uint64_t *v = r->scratch_match, x;
-	size_t i, j, n = 0;
-
-	for (i = 0; i < r->n_prs; i++) {
-		if (r->prs[i].learner)
-			continue;
-		x = r->prs[i].id == r->id ? r->read_seq : r->prs[i].read_ack;
-		for (j = n; j > 0 && v[j - 1] < x; j--)
-			v[j] = v[j - 1];
-		v[j] = x;
-		n++;
-	}
-	return n ? v[raft_quorum(r) - 1] : 0;
+	return raft_quorum_value(r, read_acked);
 }
 
 /* Answer the confirmed prefix of the queue. */

@@ -169,68 +169,46 @@ static int cur_descend(struct bolt_cursor *c, bool last)
 	}
 }
 
-int bolt_cursor_next(struct bolt_cursor *c)
+/* One element forward, or back: up while the frame is spent, then down
+ * to the first (last) element of the next (previous) subtree. */
+static int cur_step(struct bolt_cursor *c, bool back)
 {
 	int err;
 
 	for (;;) {
+		uint64_t child;
 		int d;
 
 		if (c->depth == 0)
 			return 0;
 		d = c->depth - 1;
-		if (c->st[d].i + 1 < c->st[d].n) {
-			c->st[d].i++;
-			if (c->st[d].leaf)
-				return 1;
-			/* down to the first element of the next subtree */
-			{
-				uint64_t child;
-
-				if ((err = cur_child(c, &child)) ||
-				    (err = cur_push(c, child, false)) ||
-				    (err = cur_descend(c, false)))
-					return err;
-			}
-			d = c->depth - 1;
-			if (c->st[d].n > 0)
-				return 1;
-			continue; /* an empty leaf: keep going */
+		if (back ? c->st[d].i <= 0 || c->st[d].i > c->st[d].n
+			 : c->st[d].i + 1 >= c->st[d].n) {
+			c->depth--;
+			continue;
 		}
-		c->depth--;
+		c->st[d].i += back ? -1 : 1;
+		if (c->st[d].leaf)
+			return 1;
+		if ((err = cur_child(c, &child)) ||
+		    (err = cur_push(c, child, false)) ||
+		    (err = cur_descend(c, back)))
+			return err;
+		d = c->depth - 1;
+		if (c->st[d].n > 0)
+			return 1;
+		c->st[d].i = 0; /* an empty leaf: step up */
 	}
+}
+
+int bolt_cursor_next(struct bolt_cursor *c)
+{
+	return cur_step(c, false);
 }
 
 int bolt_cursor_prev(struct bolt_cursor *c)
 {
-	int err;
-
-	for (;;) {
-		int d;
-
-		if (c->depth == 0)
-			return 0;
-		d = c->depth - 1;
-		if (c->st[d].i > 0 && c->st[d].i <= c->st[d].n) {
-			c->st[d].i--;
-			if (c->st[d].leaf)
-				return 1;
-			{
-				uint64_t child;
-
-				if ((err = cur_child(c, &child)) ||
-				    (err = cur_push(c, child, false)) ||
-				    (err = cur_descend(c, true)))
-					return err;
-			}
-			d = c->depth - 1;
-			if (c->st[d].n > 0)
-				return 1;
-			c->st[d].i = 0; /* empty leaf: step up */
-			continue;
-		}
-		c->depth--;
-	}
+	return cur_step(c, true);
 }
 
 int bolt_cursor_first(struct bolt_cursor *c)

@@ -131,6 +131,12 @@ static int iter_first(struct engine_iter *it)
 	return rc == 0 ? bolt_cursor_last(&it->c) : rc;
 }
 
+static int iter_step(struct engine_iter *it)
+{
+	return it->reverse ? bolt_cursor_prev(&it->c)
+			   : bolt_cursor_next(&it->c);
+}
+
 int bolt_iter_next(struct engine_iter *it, struct engine_slice *key,
 		   struct engine_slice *val)
 {
@@ -140,16 +146,9 @@ int bolt_iter_next(struct engine_iter *it, struct engine_slice *key,
 
 	if (it->done || !it->has_bucket)
 		return 0;
-	if (!it->started) {
-		it->started = true;
-		rc = iter_first(it);
-	} else {
-		rc = it->reverse ? bolt_cursor_prev(&it->c)
-				 : bolt_cursor_next(&it->c);
-	}
-	for (;;) {
-		if (rc <= 0)
-			break;
+	rc = it->started ? iter_step(it) : iter_first(it);
+	it->started = true;
+	for (; rc > 0; rc = iter_step(it)) {
 		if ((rc = bolt_cursor_cur(&it->c, &k, &kn, &v, &vn, &flags)))
 			break;
 		if (!it->reverse && it->end &&
@@ -165,8 +164,6 @@ int bolt_iter_next(struct engine_iter *it, struct engine_slice *key,
 			val->n = vn;
 			return 1;
 		}
-		rc = it->reverse ? bolt_cursor_prev(&it->c)
-				 : bolt_cursor_next(&it->c);
 	}
 	it->done = true;
 	return rc < 0 ? rc : 0;

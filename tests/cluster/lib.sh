@@ -380,14 +380,25 @@ cl_remember_ids() {
 
 # ---- running a test file -------------------------------------------------------
 
-# cl_run_tests PREFIX FN...: run each FN as test "PREFIX.FN-without-test_",
-# with every member of the previous test stopped in between.
-cl_run_tests() {
-	local prefix=$1 f failed=0
+# cl_tests_on NAME N [FLAGS...] -- PREFIX FN...: start the N-member cluster
+# NAME (cl_cluster NAME N FLAGS...), then run each FN as test
+# "PREFIX.FN-without-test_"; when the cluster does not start, each of them is
+# a FAIL. Returns 1 when any test failed.
+cl_tests_on() {
+	local name=$1 n=$2 prefix f failed=0 flags=()
+	shift 2
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do flags+=("$1"); shift; done
 	shift
+	prefix=$1
+	shift
+	if ! cl_cluster "$name" "$n" "${flags[@]}"; then
+		for f in "$@"; do
+			echo "FAIL $prefix.${f#test_}: the $n-member cluster did not start"
+		done
+		return 1
+	fi
 	for f in "$@"; do
 		run_test "$prefix.${f#test_}" "$f" || failed=1
-		cl_stop_all
 	done
 	return $failed
 }

@@ -30,26 +30,9 @@ shift $((OPTIND - 1))
 : "${FILE_TIMEOUT:=150}"
 [ -n "${CLUSTER_LONG:-}" ] && FILE_TIMEOUT=$((FILE_TIMEOUT + 120))
 
-if [ -z "${SERVER_BIN:-}" ]; then
-	if [ -x ./cairn ]; then SERVER_BIN=./cairn; else SERVER_BIN=$top/cairn; fi
-fi
-case $SERVER_BIN in
-/*) ;;
-*) SERVER_BIN=$(cd "$(dirname "$SERVER_BIN")" 2>/dev/null && pwd)/$(basename "$SERVER_BIN") ;;
-esac
-export SERVER_BIN
-if [ ! -x "$SERVER_BIN" ]; then
-	echo "FAIL setup: server binary '$SERVER_BIN' not found or not executable"
-	echo "0 passed, 1 failed"
-	exit 1
-fi
-for tool in etcdctl jq curl /usr/bin/python3; do
-	if ! command -v "$tool" >/dev/null; then
-		echo "FAIL setup: $tool not installed"
-		echo "0 passed, 1 failed"
-		exit 1
-	fi
-done
+# shellcheck source=../integration/runner.sh
+. "$top/tests/integration/runner.sh"
+runner_setup "$top"
 
 # the order: quick checks first, the long ones last
 files=()
@@ -57,48 +40,4 @@ for n in basic admin learner snapshot failover partition membership linz; do
 	files+=("$here/test_$n.sh")
 done
 FILTERS=("$@")
-selected() {
-	local w
-	[ ${#FILTERS[@]} -eq 0 ] && return 0
-	for w in "${FILTERS[@]}"; do
-		case $(basename "$1") in *"$w"*) return 0 ;; esac
-	done
-	return 1
-}
-
-pass=0 fail=0 skip=0
-errlog=$(mktemp) || exit 2
-trap 'rm -f "$errlog"' EXIT
-echo "# server: $SERVER_BIN" >&2
-for f in "${files[@]}"; do
-	selected "$f" || continue
-	name=$(basename "$f" .sh)
-	seen=0
-	: >"$errlog"
-	while IFS= read -r line; do
-		case $line in
-		"PASS "*) pass=$((pass + 1)); seen=1; echo "$line" ;;
-		"FAIL "*) fail=$((fail + 1)); seen=1; echo "$line" ;;
-		"SKIP "*) skip=$((skip + 1)); seen=1; echo "$line" ;;
-		"RC "*) ;;
-		*) [ -n "$verbose" ] && echo "# $line" ;;
-		esac
-	done < <(timeout -k 5 "$FILE_TIMEOUT" bash "$f" 2>"$errlog"; echo "RC $?")
-	rc=${line#RC }
-	if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-		fail=$((fail + 1))
-		echo "FAIL $name: timed out after ${FILE_TIMEOUT}s"
-	elif [ $seen -eq 0 ]; then
-		fail=$((fail + 1))
-		echo "FAIL $name: no test results (exit status $rc)"
-	fi
-	if [ -n "$verbose" ] && [ -s "$errlog" ]; then
-		grep -v ' Killed  ' "$errlog" | sed "s/^/# $name: /" >&2
-	fi
-done
-if [ "$skip" -gt 0 ]; then
-	echo "$pass passed, $fail failed, $skip skipped"
-else
-	echo "$pass passed, $fail failed"
-fi
-[ "$fail" -eq 0 ]
+runner_run "${files[@]}"

@@ -63,13 +63,4 @@ test_move_leader() {
 		"move-leader through a follower only"
 }
 
-if ! cl_cluster a 3; then
-	for f in status_table move_leader; do
-		echo "FAIL admin.$f: the cluster did not start"
-	done
-	exit 1
-fi
-failed=0
-run_test admin.status_table test_status_table || failed=1
-run_test admin.move_leader test_move_leader || failed=1
-exit $failed
+cl_tests_on a 3 -- admin test_status_table test_move_leader

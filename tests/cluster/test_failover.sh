@@ -107,12 +107,4 @@ test_no_quorum() {
 	done
 }
 
-if ! cl_cluster f 3; then
-	echo "FAIL failover.kill_leader_under_load: the cluster did not start"
-	echo "FAIL failover.no_quorum: the cluster did not start"
-	exit 1
-fi
-failed=0
-run_test failover.kill_leader_under_load test_kill_leader_under_load || failed=1
-run_test failover.no_quorum test_no_quorum || failed=1
-exit $failed
+cl_tests_on f 3 -- failover test_kill_leader_under_load test_no_quorum

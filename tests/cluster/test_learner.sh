@@ -70,8 +70,4 @@ test_learner_promote() {
 		"promoted member's own status"
 }
 
-if ! cl_cluster l 3; then
-	echo "FAIL learner.learner_promote: the cluster did not start"
-	exit 1
-fi
-run_test learner.learner_promote test_learner_promote
+cl_tests_on l 3 -- learner test_learner_promote

@@ -95,8 +95,4 @@ test_faults_linearizable() {
 }
 
 export CL_FAULTS=1
-if ! cl_cluster z 3; then
-	echo "FAIL linz.faults_linearizable: the cluster did not start"
-	exit 1
-fi
-run_test linz.faults_linearizable test_faults_linearizable
+cl_tests_on z 3 -- linz test_faults_linearizable

@@ -82,8 +82,4 @@ if [ $IS_ETCD -eq 1 ]; then
 	exit 0
 fi
 export CL_FAULTS=1
-if ! cl_cluster p 3; then
-	echo "FAIL partition.leader_cut_off: the cluster did not start"
-	exit 1
-fi
-run_test partition.leader_cut_off test_leader_cut_off
+cl_tests_on p 3 -- partition test_leader_cut_off

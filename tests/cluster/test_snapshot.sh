@@ -87,12 +87,5 @@ test_watch_across_snapshot() {
 	fi
 }
 
-if ! cl_cluster s 3 --snapshot-count 100; then
-	echo "FAIL snapshot.follower_catches_up: the cluster did not start"
-	echo "FAIL snapshot.watch_across_snapshot: the cluster did not start"
-	exit 1
-fi
-failed=0
-run_test snapshot.follower_catches_up test_follower_catches_up || failed=1
-run_test snapshot.watch_across_snapshot test_watch_across_snapshot || failed=1
-exit $failed
+cl_tests_on s 3 --snapshot-count 100 -- snapshot test_follower_catches_up \
+	test_watch_across_snapshot

@@ -117,6 +117,17 @@ wait_healthy() {
 	return 1
 }
 
+# wait_file FILE TEXT [SECONDS]: 0 once FILE contains TEXT (bounded).
+wait_file() {
+	local i n
+	n=$(awk -v s="${3:-10}" 'BEGIN { printf "%d", s * 10 }')
+	for ((i = 0; i < n; i++)); do
+		grep -qF -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # start_server NAME [EXTRA FLAGS...]: launch $SERVER_BIN as a one-member
 # cluster with etcd's flags; sets PORT and CUR. Restarting a NAME reuses its
 # data dir and ports. Returns 1 (after printing the log tail to stderr) when

@@ -33,7 +33,7 @@ status_of() {
 # engines/bolt/format.h): prints "TOTAL KEYBUCKET LASTREV": the keys in all
 # top-level buckets, those in "key", the main revision of its last key.
 bbolt_count() {
-	"$PYTHON" - "$1" <<'EOF'
+	py - "$1" <<'EOF'
 import struct, sys
 data = open(sys.argv[1], "rb").read()
 def fnv(b):

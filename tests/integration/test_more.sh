@@ -4,17 +4,6 @@
 # body) with curl.
 . "$(dirname "$0")/lib.sh"
 
-# wait_file FILE TEXT [SECONDS]: 0 once FILE contains TEXT (bounded).
-wait_file() {
-	local i n
-	n=$(awk -v s="${3:-10}" 'BEGIN { printf "%d", s * 10 }')
-	for ((i = 0; i < n; i++)); do
-		grep -qF -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 test_watch_live() {
 	local out=$ITEST_DIR/watch_live.out wpid i
 	ec watch wl/ --prefix >"$out" 2>&1 &

@@ -12,17 +12,6 @@ PROTO_DIR=$(cd "$(dirname "$0")/../../net/proto" && pwd)
 PB=$ITEST_DIR/pb
 WT=$ITEST_DIR/watchtest.py
 
-# wait_file FILE TEXT [SECONDS]: 0 once FILE contains TEXT (bounded).
-wait_file() {
-	local i n
-	n=$(awk -v s="${3:-10}" 'BEGIN { printf "%d", s * 10 }')
-	for ((i = 0; i < n; i++)); do
-		grep -qF -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 mkdir -p "$PB" && protoc -I"$PROTO_DIR" --python_out="$PB" \
 	"$PROTO_DIR/rpc.proto" "$PROTO_DIR/kv.proto" "$PROTO_DIR/auth.proto"
 

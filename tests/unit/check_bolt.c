@@ -23,7 +23,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,19 +35,11 @@
 #include "engines/bolt/bolt.h"
 #include "engines/bolt/format.h"
 #include "engines/engine.h"
+#include "tests/unit/tmpdir.h"
 
 Suite *bolt_suite(void);
 
 static char cb_dir[256];
-
-static int cb_rm(const char *p, const struct stat *st, int flag,
-		 struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
 
 /* The base directory: made and removed in the parent (an unchecked
  * fixture), so a test that crashes in its forked child leaves nothing. */
@@ -63,8 +54,7 @@ static void cb_base_setup(void)
 
 static void cb_base_teardown(void)
 {
-	if (cb_dir[0])
-		nftw(cb_dir, cb_rm, 16, FTW_DEPTH | FTW_PHYS);
+	ut_rmtree(cb_dir);
 	cb_dir[0] = '\0';
 }
 

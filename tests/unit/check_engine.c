@@ -14,7 +14,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,6 +26,7 @@
 #include "core/util/log.h"
 #include "engines/engine.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/tmpdir.h"
 
 #ifdef HAVE_SQLITE
 #include <sqlite3.h>
@@ -41,15 +41,6 @@ struct ce_fx {
 	char path[600];
 };
 
-static int ce_rm(const char *p, const struct stat *st, int flag,
-		 struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static void ce_base_setup(void)
 {
 	const char *t = getenv("TMPDIR");
@@ -61,8 +52,7 @@ static void ce_base_setup(void)
 
 static void ce_base_teardown(void)
 {
-	if (ce_base[0])
-		nftw(ce_base, ce_rm, 16, FTW_DEPTH | FTW_PHYS);
+	ut_rmtree(ce_base);
 	ce_base[0] = '\0';
 }
 
@@ -98,7 +88,7 @@ static void ce_start(struct ce_fx *f, int i)
 static void ce_stop(struct ce_fx *f)
 {
 	engine_close(&f->h);
-	nftw(f->dir, ce_rm, 16, FTW_DEPTH | FTW_PHYS);
+	ut_rmtree(f->dir);
 }
 
 static void ce_reopen(struct ce_fx *f)

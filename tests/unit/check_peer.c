@@ -620,6 +620,15 @@ static bool pt_raw_closed(void *arg)
 	return r == 0 || (r < 0 && errno == ECONNRESET);
 }
 
+/* Send n bytes of buf on fd, expect the server to close fd within ms,
+ * close it. A macro so that a failure names the caller's line. */
+#define PT_RAW_SEND_REFUSED(fd, buf, n, ms)                                  \
+	do {                                                                 \
+		ck_assert_int_eq(write(fd, buf, n), (ssize_t)(n));          \
+		ck_assert(pt_run_until(pt_raw_closed, &(fd), ms));          \
+		close(fd);                                                   \
+	} while (0)
+
 /* Has the server closed fd? Keeps what it sent for pt_raw_read. */
 static bool pt_raw_closed_keep(void *arg)
 {
@@ -676,9 +685,7 @@ START_TEST(test_garbage_frames)
 	fd = pt_raw_connect(pt_nodes[1].port);
 	pt_put_be(f, 0xfffffff0u, 4);
 	f[4] = 3;
-	ck_assert_int_eq(write(fd, f, 5), 5);
-	ck_assert(pt_run_until(pt_raw_closed, &fd, 3000));
-	close(fd);
+	PT_RAW_SEND_REFUSED(fd, f, 5, 3000);
 
 	/* 2. A good hello (as member 1), then a MSG that does not parse. */
 	fd = pt_raw_connect(pt_nodes[1].port);
@@ -686,34 +693,25 @@ START_TEST(test_garbage_frames)
 	memcpy(f + 4, junk_pb, sizeof(junk_pb));
 	f[4] = 3;
 	pt_put_be(f, sizeof(junk_pb), 4);
-	ck_assert_int_eq(write(fd, f, 4 + sizeof(junk_pb)),
-			 (ssize_t)(4 + sizeof(junk_pb)));
-	ck_assert(pt_run_until(pt_raw_closed, &fd, 3000));
-	close(fd);
+	PT_RAW_SEND_REFUSED(fd, f, 4 + sizeof(junk_pb), 3000);
 
 	/* 3. A zero length, then 4. an unknown frame kind after a hello. */
 	fd = pt_raw_connect(pt_nodes[1].port);
 	memset(f, 0, 8);
-	ck_assert_int_eq(write(fd, f, 8), 8);
-	ck_assert(pt_run_until(pt_raw_closed, &fd, 3000));
-	close(fd);
+	PT_RAW_SEND_REFUSED(fd, f, 8, 3000);
 	fd = pt_raw_connect(pt_nodes[1].port);
 	pt_raw_hello(fd, PT_CLUSTER, 1, 2, 0);
 	pt_put_be(f, 2, 4);
 	f[4] = 77;
 	f[5] = 0;
-	ck_assert_int_eq(write(fd, f, 6), 6);
-	ck_assert(pt_run_until(pt_raw_closed, &fd, 3000));
-	close(fd);
+	PT_RAW_SEND_REFUSED(fd, f, 6, 3000);
 
 	/* 5. A hello announced as 1 MiB: refused at its header, well before
 	 * the hello timeout (2 s), not buffered while it trickles in. */
 	fd = pt_raw_connect(pt_nodes[1].port);
 	pt_put_be(f, 1u << 20, 4);
 	f[4] = 1;
-	ck_assert_int_eq(write(fd, f, 6), 6);
-	ck_assert(pt_run_until(pt_raw_closed, &fd, 1000));
-	close(fd);
+	PT_RAW_SEND_REFUSED(fd, f, 6, 1000);
 
 	peer_transport_stats(pt_nodes[1].t, &ts);
 	ck_assert_uint_eq(ts.bad_frames, 5);
@@ -1159,9 +1157,7 @@ START_TEST(test_snapshot_failures)
 	f[57] = 6;
 	pt_put_be(f + 58, 3, 8);
 	pt_put_be(f + 66, 0xdeadbeef, 4);
-	ck_assert_int_eq(write(fd, f, 70), 70);
-	ck_assert(pt_run_until(pt_raw_closed, &fd, 3000));
-	close(fd);
+	PT_RAW_SEND_REFUSED(fd, f, 70, 3000);
 	peer_transport_stats(pt_nodes[1].t, &ts);
 	ck_assert_uint_eq(ts.bad_frames, 1);
 	ck_assert_uint_eq(ts.snaps_received, 0);
@@ -1177,10 +1173,7 @@ START_TEST(test_snapshot_failures)
 		pt_put_be(b + 5 + 32, nv, 4);
 		fd = pt_raw_connect(pt_nodes[1].port);
 		pt_raw_hello(fd, PT_CLUSTER, 1, 2, 1);
-		ck_assert_int_eq(write(fd, b, 4 + len - (k ? 8 : 0)),
-				 (ssize_t)(4 + len - (k ? 8 : 0)));
-		ck_assert(pt_run_until(pt_raw_closed, &fd, 3000));
-		close(fd);
+		PT_RAW_SEND_REFUSED(fd, b, 4 + len - (k ? 8 : 0), 3000);
 		free(b);
 	}
 	/* A BEGIN announced as 1 MiB: refused at its header, before the
@@ -1189,9 +1182,7 @@ START_TEST(test_snapshot_failures)
 	pt_raw_hello(fd, PT_CLUSTER, 1, 2, 1);
 	pt_put_be(f, 1u << 20, 4);
 	f[4] = 4;
-	ck_assert_int_eq(write(fd, f, 6), 6);
-	ck_assert(pt_run_until(pt_raw_closed, &fd, 1000));
-	close(fd);
+	PT_RAW_SEND_REFUSED(fd, f, 6, 1000);
 	peer_transport_stats(pt_nodes[1].t, &ts);
 	ck_assert_uint_eq(ts.bad_frames, 4);
 	ck_assert_uint_eq(ts.snaps_received, 0);

@@ -615,6 +615,18 @@ static uint64_t net_elect(struct tnet *n, int max_ticks)
 	return 0;
 }
 
+/* net_init, then the leader it elects (the test fails if none is). */
+static struct tnode *net_start(struct tnet *n, size_t members, bool pre_vote,
+			       bool check_quorum)
+{
+	uint64_t lead;
+
+	net_init(n, members, pre_vote, check_quorum);
+	lead = net_elect(n, 100);
+	T_ASSERT(lead, "no leader");
+	return net_node(n, lead);
+}
+
 static uint64_t propose_str(struct tnode *t, const char *s)
 {
 	uint64_t idx = 0;
@@ -1106,14 +1118,11 @@ START_TEST(test_three_replication)
 {
 	struct tnet n;
 	struct tnode *l;
-	uint64_t lead, idx = 0;
+	uint64_t idx = 0;
 	size_t i;
 	char b[32];
 
-	net_init(&n, 3, false, false);
-	lead = net_elect(&n, 100);
-	T_ASSERT(lead, "no leader");
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, false, false);
 	for (i = 0; i < 20; i++) {
 		snprintf(b, sizeof(b), "k%zu", i);
 		idx = propose_str(l, b);
@@ -1139,10 +1148,8 @@ START_TEST(test_three_catch_up)
 	size_t i;
 	char b[32];
 
-	net_init(&n, 3, false, false);
-	lead = net_elect(&n, 100);
-	T_ASSERT(lead, "no leader");
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, false, false);
+	lead = l->id;
 	lag = lead % 3 + 1;
 	net_isolate(&n, lag, true);
 	for (i = 0; i < 30; i++) {
@@ -1176,10 +1183,8 @@ static void partitioned_leader(bool pre_vote, bool check_quorum)
 	size_t i;
 	char b[32];
 
-	net_init(&n, 3, pre_vote, check_quorum);
-	lead = net_elect(&n, 100);
-	T_ASSERT(lead, "no leader");
-	old = net_node(&n, lead);
+	old = net_start(&n, 3, pre_vote, check_quorum);
+	lead = old->id;
 	propose_str(old, "committed");
 	net_settle(&n);
 	t1 = raft_term(old->r);
@@ -1459,10 +1464,8 @@ START_TEST(test_compact_during_ready)
 	size_t i;
 	int k;
 
-	net_init(&n, 3, false, false);
-	lead = net_elect(&n, 100);
-	T_ASSERT(lead, "no leader");
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, false, false);
+	lead = l->id;
 	lag = lead % 3 + 1;
 	net_isolate(&n, lag, true);
 	for (i = 0; i < 10; i++)
@@ -1565,9 +1568,8 @@ START_TEST(test_read_index_leader_needs_quorum)
 	struct tnode *l;
 	uint64_t lead;
 
-	net_init(&n, 3, false, false);
-	lead = net_elect(&n, 100);
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, false, false);
+	lead = l->id;
 	propose_str(l, "a");
 	net_settle(&n);
 	ck_assert_int_eq(raft_read_index(l->r, 0), -EINVAL);
@@ -1670,9 +1672,8 @@ START_TEST(test_read_index_dropped_on_step_down)
 	uint64_t lead;
 	int k;
 
-	net_init(&n, 3, true, true);
-	lead = net_elect(&n, 100);
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, true, true);
+	lead = l->id;
 	net_isolate(&n, lead, true);
 	ck_assert_int_eq(raft_read_index(l->r, 11), 0);
 	for (k = 0; k < 25 && raft_role(l->r) == RAFT_LEADER; k++)
@@ -1796,9 +1797,8 @@ START_TEST(test_conf_change_pending_after_election)
 	size_t i;
 	int k;
 
-	net_init(&n, 3, false, false);
-	lead = net_elect(&n, 100);
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, false, false);
+	lead = l->id;
 	f = other(&n, lead, 1);
 	propose_cc(l, "U1"); /* an UPDATE_NODE: changes nothing in raft */
 	node_ready(&n, l);
@@ -1886,9 +1886,8 @@ START_TEST(test_remove_leader)
 	uint64_t lead, lead2, term;
 	int k;
 
-	net_init(&n, 3, true, true);
-	lead = net_elect(&n, 100);
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, true, true);
+	lead = l->id;
 	propose_cc(l, lead == 1 ? "R1" : lead == 2 ? "R2" : "R3");
 	net_settle(&n);
 	ck_assert_int_eq(raft_role(l->r), RAFT_FOLLOWER);
@@ -1923,9 +1922,8 @@ START_TEST(test_transfer_leader)
 	uint64_t lead, term;
 	size_t i;
 
-	net_init(&n, 3, true, true);
-	lead = net_elect(&n, 100);
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, true, true);
+	lead = l->id;
 	t = other(&n, lead, 1);
 	propose_str(l, "a");
 	net_settle(&n);
@@ -1952,9 +1950,8 @@ START_TEST(test_transfer_catches_up_first)
 	uint64_t lead, idx = 0;
 	int k;
 
-	net_init(&n, 3, false, true);
-	lead = net_elect(&n, 100);
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, false, true);
+	lead = l->id;
 	t = other(&n, lead, 2);
 	n.cut[lead][t->id] = true;
 	for (k = 0; k < 3; k++)
@@ -1982,9 +1979,8 @@ START_TEST(test_transfer_timeout)
 	uint64_t lead, last;
 	int k;
 
-	net_init(&n, 3, false, true);
-	lead = net_elect(&n, 100);
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, false, true);
+	lead = l->id;
 	t = other(&n, lead, 1);
 	f = other(&n, lead, 2);
 	ck_assert_int_eq(raft_transfer_leader(f->r, lead), 0);
@@ -2022,8 +2018,7 @@ START_TEST(test_vote_ignored_in_lease)
 	struct raft_msg m = {0};
 	uint64_t lead, term;
 
-	net_init(&n, 3, false, true);
-	lead = net_elect(&n, 100);
+	lead = net_start(&n, 3, false, true)->id;
 	f = other(&n, lead, 1);
 	x = other(&n, lead, 2);
 	term = raft_term(f->r);
@@ -2056,9 +2051,8 @@ START_TEST(test_snapshot_catch_up)
 	uint64_t lead, idx = 0, term;
 	int k;
 
-	net_init(&n, 3, false, false);
-	lead = net_elect(&n, 100);
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, false, false);
+	lead = l->id;
 	f = other(&n, lead, 1);
 	net_isolate(&n, f->id, true);
 	for (k = 0; k < 10; k++)
@@ -2099,8 +2093,7 @@ START_TEST(test_restore_errors)
 	struct raft_snap_meta meta = {0};
 	uint64_t lead, term;
 
-	net_init(&n, 3, false, false);
-	lead = net_elect(&n, 100);
+	lead = net_start(&n, 3, false, false)->id;
 	/* A second term, so that an older one exists. */
 	ck_assert_int_eq(raft_transfer_leader(net_node(&n, lead)->r,
 					      other(&n, lead, 1)->id),
@@ -2147,9 +2140,8 @@ START_TEST(test_restore_keeps_matching_suffix)
 	struct raft_snap_meta meta = {0};
 	uint64_t lead, x, y, term;
 
-	net_init(&n, 3, false, false);
-	lead = net_elect(&n, 100);
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, false, false);
+	lead = l->id;
 	f = other(&n, lead, 1);
 	x = propose_str(l, "x");
 	node_ready(&n, l);
@@ -2221,9 +2213,8 @@ START_TEST(test_stale_leader_told_term)
 	uint64_t lead, term;
 	int k;
 
-	net_init(&n, 3, false, false);
-	lead = net_elect(&n, 100);
-	l = net_node(&n, lead);
+	l = net_start(&n, 3, false, false);
+	lead = l->id;
 	f = other(&n, lead, 1);
 	net_isolate(&n, f->id, true);
 	for (k = 0; k < 40; k++)

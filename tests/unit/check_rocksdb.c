@@ -17,7 +17,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 
 #include "engines/engine.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/tmpdir.h"
 
 #ifdef HAVE_ROCKSDB
 #include <rocksdb/c.h>
@@ -40,15 +40,6 @@ struct cr_fx {
 	char dir[256];
 	char path[512];
 };
-
-static int cr_rm(const char *p, const struct stat *st, int flag,
-		 struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
 
 static void cr_open(struct cr_fx *f)
 {
@@ -81,7 +72,7 @@ static void cr_close(struct cr_fx *f)
 static void cr_stop(struct cr_fx *f)
 {
 	cr_close(f);
-	nftw(f->dir, cr_rm, 16, FTW_DEPTH | FTW_PHYS);
+	ut_rmtree(f->dir);
 }
 
 static void cr_reopen(struct cr_fx *f)
@@ -483,7 +474,7 @@ START_TEST(test_rocksdb_restore_in_place)
 	ck_assert_int_eq(stat(unpack, &st), -1);
 
 	/* Crash state: a partial P.unpack next to the container P. */
-	nftw(p, cr_rm, 16, FTW_DEPTH | FTW_PHYS);
+	ut_rmtree(p);
 	ck_assert_int_eq(mkdir(unpack, 0700), 0);
 	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	ck_assert_int_ge(fd, 0);

@@ -24,6 +24,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "net/grpc_wire.h"
+
 #define H2C_OUT_BATCH 65536 /* stop pulling frames past this much */
 #define H2C_READ_BUF 65536
 #define H2C_WINDOW (1 << 24) /* per-stream receive window */
@@ -294,42 +296,13 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 	h2c_flush(arg);
 }
 
-static int hexval(uint8_t ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	return -1;
-}
-
-/* grpc-message is percent-encoded (gRPC spec); a bad escape stays as is.
- * Truncates to fit out[0..cap), always NUL-terminated. */
-static void pct_decode(char *out, size_t cap, const uint8_t *v, size_t n)
-{
-	size_t i = 0, o = 0;
-	int hi, lo;
-
-	while (i < n && o + 1 < cap) {
-		if (v[i] == '%' && i + 2 < n && (hi = hexval(v[i + 1])) >= 0 &&
-		    (lo = hexval(v[i + 2])) >= 0) {
-			out[o++] = (char)(hi * 16 + lo);
-			i += 3;
-		} else {
-			out[o++] = (char)v[i++];
-		}
-	}
-	out[o] = 0;
-}
-
 static int cb_header(nghttp2_session *s, const nghttp2_frame *f,
 		     const uint8_t *name, size_t nlen, const uint8_t *value,
 		     size_t vlen, uint8_t flags, void *ud)
 {
 	struct h2c_req *r;
 
+	(void)vlen;
 	(void)flags;
 	(void)ud;
 	if (f->hd.type != NGHTTP2_HEADERS)
@@ -344,7 +317,12 @@ static int cb_header(nghttp2_session *s, const nghttp2_frame *f,
 		if (r->grpc_status < 0 || r->grpc_status > 16)
 			r->grpc_status = 2; /* UNKNOWN, as gRPC does */
 	} else if (nlen == 12 && !memcmp(name, "grpc-message", 12)) {
-		pct_decode(r->msg, sizeof(r->msg), value, vlen);
+		/* nghttp2 NUL-terminates header values */
+		char *m = grpc_wire_pct_decode((const char *)value);
+
+		snprintf(r->msg, sizeof(r->msg), "%s",
+			 m ? m : (const char *)value);
+		free(m);
 	}
 	return 0;
 }

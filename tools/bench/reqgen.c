@@ -200,11 +200,7 @@ int reqgen_build(struct reqgen_tmpl *t, const struct reqgen_spec *spec)
 	t->buf = malloc(la + REQGEN_HDR_LEN);
 	if (!t->buf)
 		goto fail;
-	t->buf[0] = 0;
-	t->buf[1] = (uint8_t)(la >> 24);
-	t->buf[2] = (uint8_t)(la >> 16);
-	t->buf[3] = (uint8_t)(la >> 8);
-	t->buf[4] = (uint8_t)la;
+	grpc_wire_put_hdr(t->buf, (uint32_t)la);
 	memcpy(t->buf + REQGEN_HDR_LEN, a, la);
 	t->len = la + REQGEN_HDR_LEN;
 	for (i = 0; i < t->nkeys; i++)

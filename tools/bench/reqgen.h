@@ -24,9 +24,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/grpc_wire.h"
+
 /* Most keys one template holds (etcd's default --max-txn-ops). */
 #define REQGEN_MAX_KEYS 128
-#define REQGEN_HDR_LEN 5
+#define REQGEN_HDR_LEN GRPC_WIRE_HDR_LEN
 
 enum reqgen_kind {
 	REQGEN_PUT,	/* KV/Put: PutRequest{key, value} */
